@@ -1,0 +1,241 @@
+//! Configuration, read once at start-up from the environment.
+
+use std::time::Duration;
+
+/// The hard ceiling for `SESSION_MAX_DATA_BYTES`: DynamoDB items are at most 400 KB,
+/// and the rest of the item (ids, timestamps, attribute names) needs room too.
+pub const DATA_BYTES_CEILING: usize = 380_000;
+
+/// Everything the store and the API need to know, built once per process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name of the sessions table (`SESSIONS_TABLE`).
+    pub table_name: String,
+    /// Policy for timeouts, sizes and touches.
+    pub limits: Limits,
+    /// Whether reads are strongly consistent (`SESSION_CONSISTENT_READS`, default `true`).
+    pub consistent_reads: bool,
+    /// Number of expiry-index shards (`SESSION_EXPIRY_SHARDS`, default 16).
+    pub expiry_shards: u32,
+    /// Width of one expiry bucket in seconds (`SESSION_EXPIRY_BUCKET_SECONDS`, default 300).
+    pub expiry_bucket_seconds: i64,
+}
+
+/// Timeouts and sizes a request may ask for, and their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Idle timeout when a create request names none (`SESSION_IDLE_TIMEOUT_SECONDS`, 1800).
+    pub default_idle_timeout: u32,
+    /// Largest idle timeout a request may ask for (`SESSION_MAX_IDLE_TIMEOUT_SECONDS`, 86400).
+    pub max_idle_timeout: u32,
+    /// Absolute lifetime when a create request names none (`SESSION_ABSOLUTE_TIMEOUT_SECONDS`, 43200).
+    pub default_absolute_timeout: u32,
+    /// Largest absolute lifetime a request may ask for (`SESSION_MAX_ABSOLUTE_TIMEOUT_SECONDS`, 2592000).
+    pub max_absolute_timeout: u32,
+    /// A touch that would move the expiry by less than this is not written
+    /// (`SESSION_TOUCH_STEP_SECONDS`, 60), unless the session would expire within it.
+    pub touch_step: u32,
+    /// Largest encoded size of a session's data (`SESSION_MAX_DATA_BYTES`, 65536).
+    pub max_data_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            default_idle_timeout: 30 * 60,
+            max_idle_timeout: 24 * 60 * 60,
+            default_absolute_timeout: 12 * 60 * 60,
+            max_absolute_timeout: 30 * 24 * 60 * 60,
+            touch_step: 60,
+            max_data_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A configuration variable that is missing or does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration variable {name}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable's name.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Limits::default();
+        let table_name = lookup("SESSIONS_TABLE")
+            .filter(|t| !t.is_empty())
+            .ok_or(ConfigError {
+                name: "SESSIONS_TABLE",
+                reason: "must be set".into(),
+            })?;
+        let limits = Limits {
+            default_idle_timeout: parse(
+                &lookup,
+                "SESSION_IDLE_TIMEOUT_SECONDS",
+                defaults.default_idle_timeout,
+            )?,
+            max_idle_timeout: parse(
+                &lookup,
+                "SESSION_MAX_IDLE_TIMEOUT_SECONDS",
+                defaults.max_idle_timeout,
+            )?,
+            default_absolute_timeout: parse(
+                &lookup,
+                "SESSION_ABSOLUTE_TIMEOUT_SECONDS",
+                defaults.default_absolute_timeout,
+            )?,
+            max_absolute_timeout: parse(
+                &lookup,
+                "SESSION_MAX_ABSOLUTE_TIMEOUT_SECONDS",
+                defaults.max_absolute_timeout,
+            )?,
+            touch_step: parse(&lookup, "SESSION_TOUCH_STEP_SECONDS", defaults.touch_step)?,
+            max_data_bytes: parse(&lookup, "SESSION_MAX_DATA_BYTES", defaults.max_data_bytes)?,
+        };
+        let config = Self {
+            table_name,
+            limits,
+            consistent_reads: parse(&lookup, "SESSION_CONSISTENT_READS", true)?,
+            expiry_shards: parse(&lookup, "SESSION_EXPIRY_SHARDS", 16)?,
+            expiry_bucket_seconds: parse(&lookup, "SESSION_EXPIRY_BUCKET_SECONDS", 300)?,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// A configuration with default limits for `table_name` (tests and tools).
+    pub fn for_table(table_name: impl Into<String>) -> Self {
+        Self {
+            table_name: table_name.into(),
+            limits: Limits::default(),
+            consistent_reads: true,
+            expiry_shards: 16,
+            expiry_bucket_seconds: 300,
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let fail = |name, reason: &str| {
+            Err(ConfigError {
+                name,
+                reason: reason.into(),
+            })
+        };
+        if l.default_idle_timeout == 0 || l.default_idle_timeout > l.max_idle_timeout {
+            return fail(
+                "SESSION_IDLE_TIMEOUT_SECONDS",
+                "must be between 1 and SESSION_MAX_IDLE_TIMEOUT_SECONDS",
+            );
+        }
+        if l.default_absolute_timeout == 0 || l.default_absolute_timeout > l.max_absolute_timeout {
+            return fail(
+                "SESSION_ABSOLUTE_TIMEOUT_SECONDS",
+                "must be between 1 and SESSION_MAX_ABSOLUTE_TIMEOUT_SECONDS",
+            );
+        }
+        if l.max_data_bytes == 0 || l.max_data_bytes > DATA_BYTES_CEILING {
+            return fail("SESSION_MAX_DATA_BYTES", "must be between 1 and 380000");
+        }
+        if self.expiry_shards == 0 || self.expiry_shards > 1000 {
+            return fail("SESSION_EXPIRY_SHARDS", "must be between 1 and 1000");
+        }
+        if self.expiry_bucket_seconds <= 0 {
+            return fail("SESSION_EXPIRY_BUCKET_SECONDS", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// How long a client should wait before retrying after the store was unavailable.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match lookup(name) {
+        None => Ok(default),
+        Some(raw) if raw.trim().is_empty() => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+            name,
+            reason: format!("{raw:?}: {e}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_table_is_set() {
+        let c = config(&[("SESSIONS_TABLE", "t")]).unwrap();
+        assert_eq!(c.table_name, "t");
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.consistent_reads);
+    }
+
+    #[test]
+    fn missing_table_is_an_error() {
+        assert_eq!(config(&[]).unwrap_err().name, "SESSIONS_TABLE");
+    }
+
+    #[test]
+    fn unparsable_or_inconsistent_values_are_errors() {
+        let e = config(&[
+            ("SESSIONS_TABLE", "t"),
+            ("SESSION_IDLE_TIMEOUT_SECONDS", "ten"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
+        let e = config(&[
+            ("SESSIONS_TABLE", "t"),
+            ("SESSION_MAX_DATA_BYTES", "500000"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "SESSION_MAX_DATA_BYTES");
+        let e = config(&[
+            ("SESSIONS_TABLE", "t"),
+            ("SESSION_IDLE_TIMEOUT_SECONDS", "90000"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
+    }
+
+    #[test]
+    fn overrides_are_read() {
+        let c = config(&[
+            ("SESSIONS_TABLE", "t"),
+            ("SESSION_CONSISTENT_READS", "false"),
+            ("SESSION_TOUCH_STEP_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert!(!c.consistent_reads);
+        assert_eq!(c.limits.touch_step, 5);
+    }
+}

@@ -1,0 +1,293 @@
+//! A session's data: any JSON object, kept exactly as the client sent it.
+//!
+//! DynamoDB's own map and number types cannot hold every JSON object (no empty
+//! attribute names, numbers limited to 38 digits), so the data is stored as a
+//! map from each top-level key, prefixed with `_`, to that value's JSON text.
+//! Numbers, unicode and nesting therefore round-trip byte for byte (minus
+//! insignificant whitespace), while PATCH can still set or remove single keys
+//! in one `UpdateItem`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+/// Deepest nesting allowed in session data; the data object itself is level 1.
+pub const MAX_DEPTH: usize = 64;
+
+/// Prefix of every stored data key, so that `""` is a valid key in DynamoDB.
+const KEY_PREFIX: char = '_';
+
+/// A session's data: a JSON object whose values are kept as compact JSON text.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(transparent)]
+pub struct SessionData(BTreeMap<String, Box<RawValue>>);
+
+/// A merge patch for a session's data: top-level keys to set, or (`null`) to remove.
+#[derive(Debug, Clone, Default)]
+pub struct DataPatch(BTreeMap<String, Option<Box<RawValue>>>);
+
+impl PartialEq for SessionData {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((k1, v1), (k2, v2))| k1 == k2 && v1.get() == v2.get())
+    }
+}
+
+impl Eq for SessionData {}
+
+impl SessionData {
+    /// Parses a JSON object, e.g. `{"cart": [1, 2]}`.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// Bytes this data counts against the size limit: each key and its compact JSON value.
+    pub fn encoded_size(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.get().len()).sum()
+    }
+
+    /// Number of top-level keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the object has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The compact JSON text of the value under `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.get())
+    }
+
+    /// Applies a merge patch: sets each non-null key, removes each null one.
+    pub fn apply(&mut self, patch: &DataPatch) {
+        for (key, value) in &patch.0 {
+            match value {
+                Some(v) => self.0.insert(key.clone(), v.clone()),
+                None => self.0.remove(key),
+            };
+        }
+    }
+
+    /// The DynamoDB attribute value this data is stored as.
+    pub fn to_attribute(&self) -> AttributeValue {
+        AttributeValue::M(
+            self.0
+                .iter()
+                .map(|(k, v)| (storage_key(k), AttributeValue::S(v.get().to_owned())))
+                .collect(),
+        )
+    }
+
+    /// Reads data back from its stored form; `None` if it is not in that form.
+    pub fn from_stored(stored: HashMap<String, String>) -> Option<Self> {
+        stored
+            .into_iter()
+            .map(|(k, v)| {
+                let key = k.strip_prefix(KEY_PREFIX)?.to_owned();
+                let value = RawValue::from_string(v).ok()?;
+                Some((key, value))
+            })
+            .collect::<Option<BTreeMap<_, _>>>()
+            .map(Self)
+    }
+}
+
+impl DataPatch {
+    /// Keys the patch sets, with their compact JSON values.
+    pub fn sets(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.as_str(), v.get())))
+    }
+
+    /// Keys the patch removes.
+    pub fn removes(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// Number of keys the patch names.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the patch names no key.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes the patch's set keys add at most to the data's encoded size.
+    pub fn added_size(&self) -> usize {
+        self.sets().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// The key a data key is stored under inside the `data` map attribute.
+pub fn storage_key(key: &str) -> String {
+    let mut stored = String::with_capacity(key.len() + 1);
+    stored.push(KEY_PREFIX);
+    stored.push_str(key);
+    stored
+}
+
+impl<'de> Deserialize<'de> for SessionData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, Box<RawValue>>::deserialize(deserializer)?;
+        raw.into_iter()
+            .map(|(k, v)| Ok((k, compact(&v).map_err(D::Error::custom)?)))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DataPatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, Option<Box<RawValue>>>::deserialize(deserializer)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    k,
+                    v.map(|v| compact(&v))
+                        .transpose()
+                        .map_err(D::Error::custom)?,
+                ))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// Strips insignificant whitespace from valid JSON and enforces [`MAX_DEPTH`].
+fn compact(value: &RawValue) -> Result<Box<RawValue>, String> {
+    let text = value.get();
+    let mut out = String::with_capacity(text.len());
+    let (mut depth, mut in_string, mut escaped) = (1usize, false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            ' ' | '\t' | '\n' | '\r' => continue,
+            '"' => in_string = true,
+            '{' | '[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!("data is nested deeper than {MAX_DEPTH} levels"));
+                }
+            }
+            '}' | ']' => depth -= 1,
+            _ => {}
+        }
+        out.push(c);
+    }
+    RawValue::from_string(out).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(json: &str) -> String {
+        let data = SessionData::from_json(json).unwrap();
+        let AttributeValue::M(stored) = data.to_attribute() else {
+            panic!("not a map")
+        };
+        let stored = stored
+            .into_iter()
+            .map(|(k, v)| (k, v.as_s().unwrap().clone()))
+            .collect();
+        serde_json::to_string(&SessionData::from_stored(stored).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn values_dynamodb_cannot_hold_round_trip_exactly() {
+        for json in [
+            r#"{"":1}"#,
+            r#"{"x":1.0}"#,
+            r#"{"big":1e308}"#,
+            r#"{"n":12345678901234567890123}"#,
+            r#"{"neg":-0.0000000000000000000000000000000000000000001}"#,
+            r#"{"ключ":"значение","🔑":"✓"}"#,
+            r#"{"nested":{"":{"a":[1,{"b":null}]}}}"#,
+            r#"{"s":"with \"quotes\" and \\ and \u0000"}"#,
+        ] {
+            assert_eq!(roundtrip(json), json);
+        }
+    }
+
+    #[test]
+    fn insignificant_whitespace_is_dropped_but_string_contents_kept() {
+        assert_eq!(
+            roundtrip("{ \"a\" : [ 1 , 2 ] , \"b\" : \" x \" }"),
+            r#"{"a":[1,2],"b":" x "}"#
+        );
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused_and_at_the_limit_accepted() {
+        let nest = |levels: usize| {
+            format!(
+                "{{\"a\":{}1{}}}",
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        assert!(SessionData::from_json(&nest(MAX_DEPTH)).is_ok());
+        let err = SessionData::from_json(&nest(MAX_DEPTH + 1)).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        for json in ["[]", "1", "\"x\"", "null"] {
+            assert!(SessionData::from_json(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_patch_sets_and_removes_top_level_keys() {
+        let mut data = SessionData::from_json(r#"{"a":1,"b":{"c":2},"d":3}"#).unwrap();
+        let patch: DataPatch = serde_json::from_str(r#"{"a":null,"b":{"e":4},"f":[5]}"#).unwrap();
+        assert_eq!(patch.removes().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(
+            patch.added_size(),
+            "b".len() + r#"{"e":4}"#.len() + "f".len() + "[5]".len()
+        );
+        data.apply(&patch);
+        assert_eq!(
+            serde_json::to_string(&data).unwrap(),
+            r#"{"b":{"e":4},"d":3,"f":[5]}"#
+        );
+    }
+
+    #[test]
+    fn encoded_size_counts_keys_and_compact_values() {
+        let data = SessionData::from_json(r#"{"ab": [1, 2]}"#).unwrap();
+        assert_eq!(data.encoded_size(), 2 + 5);
+    }
+
+    #[test]
+    fn stored_keys_without_the_prefix_are_corrupt() {
+        let stored = HashMap::from([("a".to_string(), "1".to_string())]);
+        assert_eq!(SessionData::from_stored(stored), None);
+    }
+}

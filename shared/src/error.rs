@@ -1,0 +1,144 @@
+//! Typed errors. SDK errors are kept whole, so callers can match on them.
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::{
+    batch_get_item::BatchGetItemError, delete_item::DeleteItemError, get_item::GetItemError,
+    put_item::PutItemError, query::QueryError, transact_write_items::TransactWriteItemsError,
+    update_item::UpdateItemError,
+};
+
+use crate::id::RandomnessError;
+
+/// A request the session rules refuse, whatever the store's state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The data's encoded size is over the configured limit.
+    #[error("session data is {size} bytes; the limit is {limit} bytes")]
+    DataTooLarge {
+        /// Encoded size of the data.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A timeout is zero or above its maximum.
+    #[error("{field} must be between 1 and {max} seconds")]
+    Timeout {
+        /// The request field.
+        field: &'static str,
+        /// Its configured maximum.
+        max: u32,
+    },
+    /// The subject is empty, too long or holds control characters.
+    #[error("subject must be 1 to 256 bytes of text without control characters")]
+    Subject,
+    /// A list cursor that this service did not hand out for this subject.
+    #[error("cursor is not one this service returned for this subject")]
+    Cursor,
+}
+
+/// Everything that can go wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No live session has this id (missing, deleted or expired).
+    #[error("session not found")]
+    NotFound,
+    /// `If-Match` named a version other than the session's.
+    #[error("the session's version is {current}, not the one required")]
+    VersionMismatch {
+        /// The session's current version.
+        current: u64,
+    },
+    /// Concurrent writers kept changing the session between our attempts.
+    #[error("the session changed concurrently {attempts} times in a row")]
+    Contention {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The request breaks a session rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// An item in the table is not a session this code can read.
+    #[error("stored item is not a valid session")]
+    Corrupt(#[source] Option<serde_dynamo::Error>),
+    /// DynamoDB left part of a batch unprocessed after every retry.
+    #[error("DynamoDB left {unprocessed} keys of a batch unprocessed")]
+    Busy {
+        /// Keys left over.
+        unprocessed: usize,
+    },
+    /// A DynamoDB request could not be built (a bug in this crate).
+    #[error("could not build a DynamoDB request")]
+    Build(#[from] aws_sdk_dynamodb::error::BuildError),
+    /// The OS random number generator failed.
+    #[error(transparent)]
+    Randomness(#[from] RandomnessError),
+    /// GetItem failed.
+    #[error("DynamoDB GetItem failed")]
+    GetItem(#[from] SdkError<GetItemError, HttpResponse>),
+    /// PutItem failed.
+    #[error("DynamoDB PutItem failed")]
+    PutItem(#[from] SdkError<PutItemError, HttpResponse>),
+    /// UpdateItem failed.
+    #[error("DynamoDB UpdateItem failed")]
+    UpdateItem(#[from] SdkError<UpdateItemError, HttpResponse>),
+    /// DeleteItem failed.
+    #[error("DynamoDB DeleteItem failed")]
+    DeleteItem(#[from] SdkError<DeleteItemError, HttpResponse>),
+    /// TransactWriteItems failed.
+    #[error("DynamoDB TransactWriteItems failed")]
+    TransactWriteItems(#[from] SdkError<TransactWriteItemsError, HttpResponse>),
+    /// Query failed.
+    #[error("DynamoDB Query failed")]
+    Query(#[from] SdkError<QueryError, HttpResponse>),
+    /// BatchGetItem failed.
+    #[error("DynamoDB BatchGetItem failed")]
+    BatchGetItem(#[from] SdkError<BatchGetItemError, HttpResponse>),
+}
+
+impl From<serde_dynamo::Error> for StoreError {
+    fn from(e: serde_dynamo::Error) -> Self {
+        Self::Corrupt(Some(e))
+    }
+}
+
+impl StoreError {
+    /// The DynamoDB error code and message, for SDK errors that carry one.
+    fn service_error(&self) -> Option<(&str, &str)> {
+        let meta = match self {
+            Self::GetItem(e) => e.as_service_error().map(|e| e.meta()),
+            Self::PutItem(e) => e.as_service_error().map(|e| e.meta()),
+            Self::UpdateItem(e) => e.as_service_error().map(|e| e.meta()),
+            Self::DeleteItem(e) => e.as_service_error().map(|e| e.meta()),
+            Self::TransactWriteItems(e) => e.as_service_error().map(|e| e.meta()),
+            Self::Query(e) => e.as_service_error().map(|e| e.meta()),
+            Self::BatchGetItem(e) => e.as_service_error().map(|e| e.meta()),
+            _ => None,
+        }?;
+        Some((
+            meta.code().unwrap_or_default(),
+            meta.message().unwrap_or_default(),
+        ))
+    }
+
+    /// DynamoDB refused the item as over its 400 KB limit.
+    pub fn is_item_too_large(&self) -> bool {
+        matches!(self.service_error(), Some(("ValidationException", m)) if m.contains("size"))
+    }
+
+    /// DynamoDB could not be reached or refused for now (throttling, timeouts,
+    /// outages): the client should retry later.
+    pub fn is_unavailable(&self) -> bool {
+        let sdk = matches!(
+            self,
+            Self::GetItem(_)
+                | Self::PutItem(_)
+                | Self::UpdateItem(_)
+                | Self::DeleteItem(_)
+                | Self::TransactWriteItems(_)
+                | Self::Query(_)
+                | Self::BatchGetItem(_)
+        );
+        (sdk && !self.is_item_too_large()) || matches!(self, Self::Busy { .. })
+    }
+}

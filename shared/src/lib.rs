@@ -1,0 +1,31 @@
+//! The session store shared by the `api`, `sweeper` and `audit` functions.
+//!
+//! - [`model`]: the session, its expiry rules and the changes a request can make.
+//! - [`data`]: the session's JSON data and its lossless storage format.
+//! - [`id`]: session ids (256 bits of OS randomness) and their log-safe fingerprints.
+//! - [`store`]: the DynamoDB store, one request per single-session operation.
+//! - [`config`]: configuration read once from the environment.
+//! - [`error`]: typed errors that keep the SDK's own error.
+//!
+//! Nothing here knows about Lambda or HTTP.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod id;
+pub mod item;
+pub mod model;
+#[cfg(feature = "schema")]
+pub mod schema;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use config::{Config, ConfigError, Limits};
+pub use data::{DataPatch, SessionData};
+pub use error::{StoreError, ValidationError};
+pub use id::SessionId;
+pub use model::{
+    Change, Clock, NewSession, Session, SessionSummary, Subject, SystemClock, Timestamp,
+};
+pub use store::{DynamoStore, SubjectPage};

@@ -1,0 +1,444 @@
+//! The store against DynamoDB Local: behaviour and requests per operation.
+
+use session_store::error::StoreError;
+use session_store::item::{attr, key};
+use session_store::testkit::{self, RequestCounter};
+use session_store::{DataPatch, DynamoStore, NewSession, SessionData, Subject, Timestamp};
+
+fn data(json: &str) -> SessionData {
+    SessionData::from_json(json).unwrap()
+}
+
+fn patch(json: &str) -> DataPatch {
+    serde_json::from_str(json).unwrap()
+}
+
+async fn setup() -> (DynamoStore, RequestCounter, Timestamp) {
+    let (store, counter) = testkit::store(|c| c.limits.touch_step = 60).await;
+    (store, counter, Timestamp::now())
+}
+
+fn new(idle: u32, absolute: u32) -> NewSession {
+    NewSession {
+        idle_timeout_seconds: Some(idle),
+        absolute_timeout_seconds: Some(absolute),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_created_session_reads_back_at_once_with_one_request_each() {
+    let (store, counter, now) = setup().await;
+    let request = NewSession {
+        subject: Some(Subject::parse("alice").unwrap()),
+        data: data(r#"{"":1,"x":1.0,"n":123456789012345678901}"#),
+        ..new(600, 3600)
+    };
+    let created = store.create(request, now).await.unwrap();
+    assert_eq!(counter.take(), 1, "create is one PutItem");
+    let read = store.get(&created.id, now).await.unwrap();
+    assert_eq!(counter.take(), 1, "get is one GetItem");
+    assert_eq!(read, created);
+    assert_eq!(
+        serde_json::to_string(&read.data).unwrap(),
+        r#"{"":1,"n":123456789012345678901,"x":1.0}"#
+    );
+}
+
+#[tokio::test]
+async fn expired_sessions_are_not_found_before_ttl_deletes_them() {
+    let (store, _, now) = setup().await;
+    let s = store.create(new(60, 3600), now).await.unwrap();
+    assert!(store.get(&s.id, now.plus(60)).await.is_ok());
+    assert!(matches!(
+        store.get(&s.id, now.plus(61)).await,
+        Err(StoreError::NotFound)
+    ));
+    let absolute = store.create(new(600, 100), now).await.unwrap();
+    store.touch(&absolute.id, now.plus(90)).await.unwrap();
+    assert!(
+        matches!(
+            store.get(&absolute.id, now.plus(101)).await,
+            Err(StoreError::NotFound)
+        ),
+        "absolute expiry holds despite activity"
+    );
+}
+
+#[tokio::test]
+async fn replace_and_merge_are_one_request_slide_the_expiry_and_bump_the_version() {
+    let (store, counter, now) = setup().await;
+    let s = store
+        .create(
+            NewSession {
+                data: data(r#"{"a":1,"b":2}"#),
+                ..new(600, 3600)
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    counter.take();
+    let replaced = store
+        .replace(&s.id, data(r#"{"c":3}"#), None, Some(&[1]), now.plus(10))
+        .await
+        .unwrap();
+    assert_eq!(counter.take(), 1);
+    assert_eq!(
+        (replaced.version, replaced.expires_at, replaced.updated_at),
+        (2, now.plus(610), now.plus(10))
+    );
+    let merged = store
+        .merge(
+            &s.id,
+            patch(r#"{"c":null,"d":{"e":[1]}}"#),
+            Some(&[2]),
+            now.plus(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(counter.take(), 1);
+    assert_eq!(
+        serde_json::to_string(&merged.data).unwrap(),
+        r#"{"d":{"e":[1]}}"#
+    );
+    assert_eq!((merged.version, merged.expires_at), (3, now.plus(620)));
+    assert_eq!(store.get(&s.id, now.plus(20)).await.unwrap(), merged);
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_refused_and_changes_nothing() {
+    let (store, _, now) = setup().await;
+    let s = store
+        .create(
+            NewSession {
+                data: data(r#"{"a":1}"#),
+                ..new(600, 3600)
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .replace(&s.id, data(r#"{"a":2}"#), None, Some(&[1]), now)
+        .await
+        .unwrap();
+    let stale = store
+        .merge(&s.id, patch(r#"{"a":3}"#), Some(&[1]), now)
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch { current: 2 })),
+        "{stale:?}"
+    );
+    assert_eq!(
+        store.get(&s.id, now).await.unwrap().data,
+        data(r#"{"a":2}"#)
+    );
+}
+
+#[tokio::test]
+async fn writes_never_bring_back_a_deleted_or_expired_session() {
+    let (store, _, now) = setup().await;
+    let s = store.create(new(60, 3600), now).await.unwrap();
+    store.delete(&s.id).await.unwrap();
+    assert!(matches!(
+        store.replace(&s.id, data("{}"), None, None, now).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.merge(&s.id, patch(r#"{"a":1}"#), None, now).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.touch(&s.id, now).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.rotate(&s.id, true, now).await,
+        Err(StoreError::NotFound)
+    ));
+    let raw = store
+        .client()
+        .get_item()
+        .table_name(&store.config().table_name)
+        .set_key(Some(key(&s.id)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(raw.item.is_none(), "no write recreated the item");
+
+    let expired = store.create(new(60, 3600), now).await.unwrap();
+    let later = now.plus(61);
+    assert!(matches!(
+        store
+            .replace(&expired.id, data("{}"), Some(600), None, later)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.touch(&expired.id, later).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.merge(&expired.id, patch("{}"), None, later).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn touches_within_the_step_are_one_request_and_change_nothing() {
+    let (store, counter, now) = setup().await;
+    let s = store.create(new(600, 3600), now).await.unwrap();
+    counter.take();
+    let skipped = store.touch(&s.id, now.plus(30)).await.unwrap();
+    assert_eq!(counter.take(), 1);
+    assert_eq!(skipped, s, "within the 60 s step nothing moves");
+    let moved = store.touch(&s.id, now.plus(90)).await.unwrap();
+    assert_eq!(counter.take(), 1);
+    assert_eq!(
+        (moved.expires_at, moved.updated_at, moved.version),
+        (now.plus(690), now.plus(90), 1)
+    );
+}
+
+#[tokio::test]
+async fn activity_near_the_absolute_expiry_caps_the_expiry_there() {
+    let (store, counter, now) = setup().await;
+    let s = store.create(new(600, 1000), now).await.unwrap();
+    counter.take();
+    let capped = store.touch(&s.id, now.plus(500)).await.unwrap();
+    assert_eq!(capped.expires_at, now.plus(1000));
+    assert_eq!(counter.take(), 2, "the one-time cap costs a second write");
+    let again = store.touch(&s.id, now.plus(800)).await.unwrap();
+    assert_eq!(again.expires_at, now.plus(1000));
+    assert_eq!(
+        counter.take(),
+        1,
+        "once capped, a touch is one request that writes nothing"
+    );
+    let replaced = store
+        .replace(&s.id, data(r#"{"k":1}"#), None, None, now.plus(900))
+        .await
+        .unwrap();
+    assert_eq!((replaced.expires_at, replaced.version), (now.plus(1000), 2));
+    let shorter = store
+        .replace(&s.id, data("{}"), Some(30), None, now.plus(900))
+        .await
+        .unwrap();
+    assert_eq!(
+        (shorter.expires_at, shorter.idle_timeout_seconds),
+        (now.plus(930), 30)
+    );
+}
+
+#[tokio::test]
+async fn data_over_the_limit_is_refused_even_when_merged_in_pieces() {
+    let (store, _) = testkit::store(|c| c.limits.max_data_bytes = 100).await;
+    let now = Timestamp::now();
+    let s = store.create(new(600, 3600), now).await.unwrap();
+    let forty = format!(r#"{{"a":"{}"}}"#, "x".repeat(37));
+    // Rewriting one key keeps the real size at 40 bytes; the store must not refuse it.
+    for _ in 0..5 {
+        store.merge(&s.id, patch(&forty), None, now).await.unwrap();
+    }
+    let too_big = format!(r#"{{"b":"{}","c":"{}"}}"#, "y".repeat(37), "z".repeat(37));
+    let err = store
+        .merge(&s.id, patch(&too_big), None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid(session_store::ValidationError::DataTooLarge { limit: 100, .. })
+        ),
+        "{err:?}"
+    );
+    let big = data(&format!(r#"{{"a":"{}"}}"#, "x".repeat(200)));
+    assert!(matches!(
+        store.replace(&s.id, big, None, None, now).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.get(&s.id, now).await.unwrap().data, data(&forty));
+}
+
+#[tokio::test]
+async fn rotation_is_atomic_keeps_owner_data_and_absolute_expiry() {
+    let (store, counter, now) = setup().await;
+    let request = NewSession {
+        subject: Some(Subject::parse("bob").unwrap()),
+        data: data(r#"{"cart":[1]}"#),
+        ..new(600, 3600)
+    };
+    let old = store.create(request, now).await.unwrap();
+    counter.take();
+    let new = store.rotate(&old.id, true, now.plus(5)).await.unwrap();
+    assert_eq!(
+        counter.take(),
+        2,
+        "a consistent read, then one TransactWriteItems"
+    );
+    assert_ne!(new.id, old.id);
+    assert_eq!(
+        (
+            &new.subject,
+            &new.data,
+            new.absolute_expires_at,
+            new.created_at
+        ),
+        (
+            &old.subject,
+            &old.data,
+            old.absolute_expires_at,
+            old.created_at
+        )
+    );
+    assert!(matches!(
+        store.get(&old.id, now.plus(5)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get(&new.id, now.plus(5)).await.unwrap(), new);
+    let fresh = store.rotate(&new.id, false, now.plus(6)).await.unwrap();
+    assert!(fresh.data.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_rotations_of_one_session_leave_exactly_one_successor() {
+    let (store, _, now) = setup().await;
+    let old = store.create(new(600, 3600), now).await.unwrap();
+    let results = futures::future::join_all((0..8).map(|_| store.rotate(&old.id, true, now))).await;
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(StoreError::NotFound)))
+    );
+}
+
+#[tokio::test]
+async fn delete_is_idempotent() {
+    let (store, counter, now) = setup().await;
+    let s = store.create(new(600, 3600), now).await.unwrap();
+    counter.take();
+    store.delete(&s.id).await.unwrap();
+    store.delete(&s.id).await.unwrap();
+    assert_eq!(counter.take(), 2);
+    assert!(matches!(
+        store.get(&s.id, now).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
+    let (store, _, now) = setup().await;
+    let alice = Subject::parse("alice@example.com").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let request = NewSession {
+            subject: Some(alice.clone()),
+            ..new(600, 3600)
+        };
+        ids.push(
+            store
+                .create(request, Timestamp(now.0 + i))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let expired = store
+        .create(
+            NewSession {
+                subject: Some(alice.clone()),
+                ..new(1, 3600)
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .create(
+            NewSession {
+                subject: Some(Subject::parse("mallory").unwrap()),
+                ..new(600, 3600)
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let later = now.plus(10);
+    let (mut listed, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = store
+            .list_by_subject(&alice, 2, cursor.as_deref(), later)
+            .await
+            .unwrap();
+        listed.extend(page.sessions.into_iter().map(|s| s.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        listed, ids,
+        "live sessions, oldest first, the expired one left out"
+    );
+    let bad = store
+        .list_by_subject(&alice, 2, Some("not-a-cursor"), later)
+        .await;
+    assert!(matches!(
+        bad,
+        Err(StoreError::Invalid(session_store::ValidationError::Cursor))
+    ));
+
+    let revoked = store
+        .revoke_subject(&alice, Some(&ids[0]), later)
+        .await
+        .unwrap();
+    assert_eq!(revoked, 4, "the live sessions but the one kept");
+    assert!(store.get(&ids[0], later).await.is_ok());
+    for id in &ids[1..] {
+        assert!(matches!(
+            store.get(id, later).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    assert!(
+        matches!(store.get(&expired.id, now).await, Err(StoreError::NotFound)),
+        "expired ones are deleted too"
+    );
+    let page = store
+        .list_by_subject(&alice, 10, None, later)
+        .await
+        .unwrap();
+    assert_eq!(page.sessions.len(), 1);
+}
+
+#[tokio::test]
+async fn items_carry_a_numeric_ttl_and_an_expiry_bucket_at_or_before_it() {
+    let (store, _, now) = setup().await;
+    let s = store.create(new(600, 3600), now).await.unwrap();
+    store.touch(&s.id, now.plus(120)).await.unwrap();
+    let item = store
+        .client()
+        .get_item()
+        .table_name(&store.config().table_name)
+        .set_key(Some(key(&s.id)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let n = |a: &str| item[a].as_n().unwrap().parse::<i64>().unwrap();
+    assert_eq!(n(attr::EXPIRES_AT), now.plus(720).0);
+    assert!(n(attr::EXPIRY_BUCKET) <= n(attr::EXPIRES_AT));
+    assert_eq!(
+        n(attr::EXPIRY_BUCKET) % store.config().expiry_bucket_seconds,
+        0
+    );
+    assert!((0..i64::from(store.config().expiry_shards)).contains(&n(attr::EXPIRY_SHARD)));
+}
