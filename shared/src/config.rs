@@ -71,23 +71,13 @@ impl Config {
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let defaults = Limits::default();
-        let table_name = lookup("SESSIONS_TABLE")
-            .filter(|t| !t.is_empty())
-            .ok_or(ConfigError {
-                name: "SESSIONS_TABLE",
-                reason: "must be set".into(),
-            })?;
+        let table_name = lookup("SESSIONS_TABLE").filter(|t| !t.is_empty()).ok_or(ConfigError {
+            name: "SESSIONS_TABLE",
+            reason: "must be set".into(),
+        })?;
         let limits = Limits {
-            default_idle_timeout: parse(
-                &lookup,
-                "SESSION_IDLE_TIMEOUT_SECONDS",
-                defaults.default_idle_timeout,
-            )?,
-            max_idle_timeout: parse(
-                &lookup,
-                "SESSION_MAX_IDLE_TIMEOUT_SECONDS",
-                defaults.max_idle_timeout,
-            )?,
+            default_idle_timeout: parse(&lookup, "SESSION_IDLE_TIMEOUT_SECONDS", defaults.default_idle_timeout)?,
+            max_idle_timeout: parse(&lookup, "SESSION_MAX_IDLE_TIMEOUT_SECONDS", defaults.max_idle_timeout)?,
             default_absolute_timeout: parse(
                 &lookup,
                 "SESSION_ABSOLUTE_TIMEOUT_SECONDS",
@@ -185,10 +175,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| vars.get(k).cloned())
     }
 
@@ -207,23 +194,11 @@ mod tests {
 
     #[test]
     fn unparsable_or_inconsistent_values_are_errors() {
-        let e = config(&[
-            ("SESSIONS_TABLE", "t"),
-            ("SESSION_IDLE_TIMEOUT_SECONDS", "ten"),
-        ])
-        .unwrap_err();
+        let e = config(&[("SESSIONS_TABLE", "t"), ("SESSION_IDLE_TIMEOUT_SECONDS", "ten")]).unwrap_err();
         assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
-        let e = config(&[
-            ("SESSIONS_TABLE", "t"),
-            ("SESSION_MAX_DATA_BYTES", "500000"),
-        ])
-        .unwrap_err();
+        let e = config(&[("SESSIONS_TABLE", "t"), ("SESSION_MAX_DATA_BYTES", "500000")]).unwrap_err();
         assert_eq!(e.name, "SESSION_MAX_DATA_BYTES");
-        let e = config(&[
-            ("SESSIONS_TABLE", "t"),
-            ("SESSION_IDLE_TIMEOUT_SECONDS", "90000"),
-        ])
-        .unwrap_err();
+        let e = config(&[("SESSIONS_TABLE", "t"), ("SESSION_IDLE_TIMEOUT_SECONDS", "90000")]).unwrap_err();
         assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
     }
 

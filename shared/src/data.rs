@@ -112,10 +112,7 @@ impl DataPatch {
 
     /// Keys the patch removes.
     pub fn removes(&self) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k.as_str())
+        self.0.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str())
     }
 
     /// Number of keys the patch names.
@@ -156,14 +153,7 @@ impl<'de> Deserialize<'de> for DataPatch {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = BTreeMap::<String, Option<Box<RawValue>>>::deserialize(deserializer)?;
         raw.into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    k,
-                    v.map(|v| compact(&v))
-                        .transpose()
-                        .map_err(D::Error::custom)?,
-                ))
-            })
+            .map(|(k, v)| Ok((k, v.map(|v| compact(&v)).transpose().map_err(D::Error::custom)?)))
             .collect::<Result<_, _>>()
             .map(Self)
     }
@@ -244,13 +234,7 @@ mod tests {
 
     #[test]
     fn nesting_beyond_the_limit_is_refused_and_at_the_limit_accepted() {
-        let nest = |levels: usize| {
-            format!(
-                "{{\"a\":{}1{}}}",
-                "[".repeat(levels - 1),
-                "]".repeat(levels - 1)
-            )
-        };
+        let nest = |levels: usize| format!("{{\"a\":{}1{}}}", "[".repeat(levels - 1), "]".repeat(levels - 1));
         assert!(SessionData::from_json(&nest(MAX_DEPTH)).is_ok());
         let err = SessionData::from_json(&nest(MAX_DEPTH + 1)).unwrap_err();
         assert!(err.to_string().contains("nested deeper"), "{err}");
@@ -273,10 +257,7 @@ mod tests {
             "b".len() + r#"{"e":4}"#.len() + "f".len() + "[5]".len()
         );
         data.apply(&patch);
-        assert_eq!(
-            serde_json::to_string(&data).unwrap(),
-            r#"{"b":{"e":4},"d":3,"f":[5]}"#
-        );
+        assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"b":{"e":4},"d":3,"f":[5]}"#);
     }
 
     #[test]

@@ -3,9 +3,8 @@
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::{
-    batch_get_item::BatchGetItemError, delete_item::DeleteItemError, get_item::GetItemError,
-    put_item::PutItemError, query::QueryError, transact_write_items::TransactWriteItemsError,
-    update_item::UpdateItemError,
+    batch_get_item::BatchGetItemError, delete_item::DeleteItemError, get_item::GetItemError, put_item::PutItemError,
+    query::QueryError, transact_write_items::TransactWriteItemsError, update_item::UpdateItemError,
 };
 
 use crate::id::RandomnessError;
@@ -115,10 +114,7 @@ impl StoreError {
             Self::BatchGetItem(e) => e.as_service_error().map(|e| e.meta()),
             _ => None,
         }?;
-        Some((
-            meta.code().unwrap_or_default(),
-            meta.message().unwrap_or_default(),
-        ))
+        Some((meta.code().unwrap_or_default(), meta.message().unwrap_or_default()))
     }
 
     /// DynamoDB refused the item as over its 400 KB limit.

@@ -33,8 +33,7 @@ impl SessionId {
         }
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         // The decoder accepts non-zero trailing bits; only the canonical form is an id.
-        (bytes.len() == ID_BYTES && URL_SAFE_NO_PAD.encode(&bytes) == raw)
-            .then(|| Self(raw.to_owned()))
+        (bytes.len() == ID_BYTES && URL_SAFE_NO_PAD.encode(&bytes) == raw).then(|| Self(raw.to_owned()))
     }
 
     /// The id as sent to clients and stored in the table.

@@ -84,11 +84,7 @@ struct StoredSession {
 }
 
 /// The item for `session`, filed under `bucket` (its own expiry's bucket when `None`).
-pub fn encode(
-    session: &Session,
-    bucket: Option<i64>,
-    config: &Config,
-) -> HashMap<String, AttributeValue> {
+pub fn encode(session: &Session, bucket: Option<i64>, config: &Config) -> HashMap<String, AttributeValue> {
     let stored = StoredSession {
         id: session.id.as_str().to_owned(),
         subject: session.subject.as_ref().map(|s| s.as_str().to_owned()),
@@ -102,8 +98,7 @@ pub fn encode(
         version: session.version,
         slide_until: session.slide_until().0,
         expiry_shard: session.id.shard(config.expiry_shards),
-        expiry_bucket: bucket
-            .unwrap_or_else(|| expiry_bucket(session.expires_at, config.expiry_bucket_seconds)),
+        expiry_bucket: bucket.unwrap_or_else(|| expiry_bucket(session.expires_at, config.expiry_bucket_seconds)),
     };
     let mut item: HashMap<String, AttributeValue> =
         serde_dynamo::to_item(stored).expect("a StoredSession always serializes to an item");
@@ -138,10 +133,7 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
 
 /// The key of the session item with id `id`.
 pub fn key(id: &SessionId) -> HashMap<String, AttributeValue> {
-    HashMap::from([(
-        attr::ID.to_owned(),
-        AttributeValue::S(id.as_str().to_owned()),
-    )])
+    HashMap::from([(attr::ID.to_owned(), AttributeValue::S(id.as_str().to_owned()))])
 }
 
 #[cfg(test)]

@@ -25,7 +25,5 @@ pub use config::{Config, ConfigError, Limits};
 pub use data::{DataPatch, SessionData};
 pub use error::{StoreError, ValidationError};
 pub use id::SessionId;
-pub use model::{
-    Change, Clock, NewSession, Session, SessionSummary, Subject, SystemClock, Timestamp,
-};
+pub use model::{Change, Clock, NewSession, Session, SessionSummary, Subject, SystemClock, Timestamp};
 pub use store::{DynamoStore, SubjectPage};

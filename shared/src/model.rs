@@ -31,10 +31,7 @@ impl Timestamp {
     pub fn to_rfc3339(self) -> String {
         time::OffsetDateTime::from_unix_timestamp(self.0)
             .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_else(|| self.0.to_string())
     }
 }
@@ -181,11 +178,7 @@ pub enum Change {
 }
 
 /// The earlier of the idle and the absolute expiry.
-pub fn expiry(
-    last_activity: Timestamp,
-    idle_timeout: u32,
-    absolute_expires_at: Timestamp,
-) -> Timestamp {
+pub fn expiry(last_activity: Timestamp, idle_timeout: u32, absolute_expires_at: Timestamp) -> Timestamp {
     last_activity.plus(idle_timeout).min(absolute_expires_at)
 }
 
@@ -200,12 +193,7 @@ pub fn expiry_bucket(expires_at: Timestamp, bucket_seconds: i64) -> i64 {
 }
 
 /// Checks a requested timeout against its maximum; `None` takes the default.
-fn timeout(
-    requested: Option<u32>,
-    default: u32,
-    max: u32,
-    field: &'static str,
-) -> Result<u32, ValidationError> {
+fn timeout(requested: Option<u32>, default: u32, max: u32, field: &'static str) -> Result<u32, ValidationError> {
     match requested {
         None => Ok(default),
         Some(s) if (1..=max).contains(&s) => Ok(s),
@@ -278,12 +266,7 @@ impl Session {
     }
 
     /// This session after `change` at `now`, or `None` when a touch need not be written.
-    pub fn changed(
-        &self,
-        change: &Change,
-        limits: &Limits,
-        now: Timestamp,
-    ) -> Result<Option<Self>, ValidationError> {
+    pub fn changed(&self, change: &Change, limits: &Limits, now: Timestamp) -> Result<Option<Self>, ValidationError> {
         let mut next = self.clone();
         match change {
             Change::Touch if !self.touch_is_due(now, limits.touch_step) => return Ok(None),
@@ -345,13 +328,7 @@ mod tests {
             absolute_timeout_seconds: Some(absolute),
             ..Default::default()
         };
-        Session::create(
-            SessionId::generate().unwrap(),
-            request,
-            &Limits::default(),
-            T0,
-        )
-        .unwrap()
+        Session::create(SessionId::generate().unwrap(), request, &Limits::default(), T0).unwrap()
     }
 
     #[test]
@@ -370,13 +347,7 @@ mod tests {
     #[test]
     fn create_applies_defaults_and_rejects_out_of_range_timeouts() {
         let limits = Limits::default();
-        let s = Session::create(
-            SessionId::generate().unwrap(),
-            NewSession::default(),
-            &limits,
-            T0,
-        )
-        .unwrap();
+        let s = Session::create(SessionId::generate().unwrap(), NewSession::default(), &limits, T0).unwrap();
         assert_eq!(s.idle_timeout_seconds, 1800);
         assert_eq!(s.absolute_expires_at, T0.plus(43200));
         assert_eq!(s.expires_at, T0.plus(1800));
@@ -386,8 +357,7 @@ mod tests {
                 idle_timeout_seconds: Some(bad),
                 ..Default::default()
             };
-            let err =
-                Session::create(SessionId::generate().unwrap(), request, &limits, T0).unwrap_err();
+            let err = Session::create(SessionId::generate().unwrap(), request, &limits, T0).unwrap_err();
             assert!(matches!(
                 err,
                 ValidationError::Timeout {
@@ -402,21 +372,13 @@ mod tests {
     fn activity_slides_the_expiry_but_never_past_the_absolute_expiry() {
         let s = session(600, 1000);
         let limits = Limits::default();
-        let later = s
-            .changed(&Change::Touch, &limits, T0.plus(300))
-            .unwrap()
-            .unwrap();
+        let later = s.changed(&Change::Touch, &limits, T0.plus(300)).unwrap().unwrap();
         assert_eq!(later.expires_at, T0.plus(900));
         assert_eq!(later.version, 1, "a touch is not a data write");
-        let capped = later
-            .changed(&Change::Touch, &limits, T0.plus(800))
-            .unwrap()
-            .unwrap();
+        let capped = later.changed(&Change::Touch, &limits, T0.plus(800)).unwrap().unwrap();
         assert_eq!(capped.expires_at, T0.plus(1000));
         assert_eq!(
-            capped
-                .changed(&Change::Touch, &limits, T0.plus(900))
-                .unwrap(),
+            capped.changed(&Change::Touch, &limits, T0.plus(900)).unwrap(),
             None,
             "nothing left to slide"
         );
@@ -429,21 +391,11 @@ mod tests {
             touch_step: 60,
             ..Limits::default()
         };
-        assert_eq!(
-            s.changed(&Change::Touch, &limits, T0.plus(59)).unwrap(),
-            None
-        );
-        assert!(
-            s.changed(&Change::Touch, &limits, T0.plus(60))
-                .unwrap()
-                .is_some()
-        );
+        assert_eq!(s.changed(&Change::Touch, &limits, T0.plus(59)).unwrap(), None);
+        assert!(s.changed(&Change::Touch, &limits, T0.plus(60)).unwrap().is_some());
         let short = session(30, 3600);
         assert!(
-            short
-                .changed(&Change::Touch, &limits, T0.plus(1))
-                .unwrap()
-                .is_some(),
+            short.changed(&Change::Touch, &limits, T0.plus(1)).unwrap().is_some(),
             "idle below the step"
         );
     }
@@ -472,13 +424,8 @@ mod tests {
             (2, 60, T0.plus(65))
         );
         let patch = serde_json::from_str(r#"{"b":"0123456789"}"#).unwrap();
-        let err = next
-            .changed(&Change::Merge(patch), &limits, T0.plus(6))
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            ValidationError::DataTooLarge { limit: 10, .. }
-        ));
+        let err = next.changed(&Change::Merge(patch), &limits, T0.plus(6)).unwrap_err();
+        assert!(matches!(err, ValidationError::DataTooLarge { limit: 10, .. }));
     }
 
     #[test]

@@ -7,9 +7,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::update_time_to_live::UpdateTimeToLiveError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use serde_yaml_ng::Value;
 
@@ -104,11 +103,7 @@ impl TableSpec {
             .map(|a| {
                 Ok(AttributeDefinition::builder()
                     .attribute_name(text(a, "AttributeName", logical_id)?)
-                    .attribute_type(ScalarAttributeType::from(text(
-                        a,
-                        "AttributeType",
-                        logical_id,
-                    )?))
+                    .attribute_type(ScalarAttributeType::from(text(a, "AttributeType", logical_id)?))
                     .build()?)
             })
             .collect::<Result<_, SchemaError>>()?;
@@ -122,22 +117,13 @@ impl TableSpec {
                     let non_key: Option<Vec<String>> = projection
                         .get("NonKeyAttributes")
                         .and_then(Value::as_sequence)
-                        .map(|s| {
-                            s.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        });
+                        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect());
                     Ok(GlobalSecondaryIndex::builder()
                         .index_name(name)
                         .set_key_schema(Some(key_schema(gsi, name)?))
                         .projection(
                             Projection::builder()
-                                .projection_type(ProjectionType::from(text(
-                                    projection,
-                                    "ProjectionType",
-                                    name,
-                                )?))
+                                .projection_type(ProjectionType::from(text(projection, "ProjectionType", name)?))
                                 .set_non_key_attributes(non_key)
                                 .build(),
                         )
@@ -193,12 +179,7 @@ impl TableSpec {
             .await;
         match created {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(CreateTableError::ResourceInUseException(_))
-                ) =>
-            {
+            Err(e) if matches!(e.as_service_error(), Some(CreateTableError::ResourceInUseException(_))) => {
                 return Ok(false);
             }
             Err(e) => return Err(e.into()),
@@ -231,12 +212,7 @@ mod tests {
         assert_eq!(spec.key_schema[0].attribute_name(), attr::ID);
         assert_eq!(spec.ttl_attribute.as_deref(), Some(attr::EXPIRES_AT));
         assert_eq!(spec.stream_view, Some(StreamViewType::OldImage));
-        let index = |name: &str| {
-            spec.indexes
-                .iter()
-                .find(|i| i.index_name() == name)
-                .unwrap()
-        };
+        let index = |name: &str| spec.indexes.iter().find(|i| i.index_name() == name).unwrap();
         let keys = |name: &str| {
             index(name)
                 .key_schema()
@@ -245,10 +221,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(keys(SUBJECT_INDEX), [attr::SUBJECT, attr::CREATED_AT]);
-        assert_eq!(
-            keys(EXPIRY_INDEX),
-            [attr::EXPIRY_SHARD, attr::EXPIRY_BUCKET]
-        );
+        assert_eq!(keys(EXPIRY_INDEX), [attr::EXPIRY_SHARD, attr::EXPIRY_BUCKET]);
         for name in [SUBJECT_INDEX, EXPIRY_INDEX] {
             assert_eq!(
                 index(name).projection().and_then(|p| p.projection_type()),

@@ -10,8 +10,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,9 +22,7 @@ use crate::data::DataPatch;
 use crate::error::{StoreError, ValidationError};
 use crate::id::SessionId;
 use crate::item::{self, EXPIRY_INDEX, Record, SUBJECT_INDEX, attr};
-use crate::model::{
-    Change, NewSession, Session, SessionSummary, Subject, Timestamp, check_data_size, expiry_bucket,
-};
+use crate::model::{Change, NewSession, Session, SessionSummary, Subject, Timestamp, check_data_size, expiry_bucket};
 
 /// Attempts at a write whose item keeps changing underneath it.
 const MAX_ATTEMPTS: u32 = 3;
@@ -69,8 +66,7 @@ impl Expr {
     /// The document path of one key inside the `data` map.
     fn data_key(&mut self, key: &str) -> String {
         let placeholder = format!("#k{}", self.names.len());
-        self.names
-            .insert(placeholder.clone(), crate::data::storage_key(key));
+        self.names.insert(placeholder.clone(), crate::data::storage_key(key));
         format!("{}.{placeholder}", self.name(attr::DATA))
     }
 
@@ -120,12 +116,7 @@ impl DynamoStore {
     /// id can never overwrite another session.
     pub async fn create(&self, request: NewSession, now: Timestamp) -> Result<Session, StoreError> {
         for _ in 0..MAX_ATTEMPTS {
-            let session = Session::create(
-                SessionId::generate()?,
-                request.clone(),
-                &self.config.limits,
-                now,
-            )?;
+            let session = Session::create(SessionId::generate()?, request.clone(), &self.config.limits, now)?;
             let mut expr = Expr::default();
             let condition = format!("attribute_not_exists({})", expr.name(attr::ID));
             let result = self
@@ -150,9 +141,7 @@ impl DynamoStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::Contention {
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
     }
 
     /// Reads a live session: one GetItem. Expired sessions are not found, even
@@ -270,19 +259,16 @@ impl DynamoStore {
                 debug!(session = %id.fingerprint(), "touch within the step; not written");
                 return Ok(record.session);
             };
-            let bucket = record.expiry_bucket.min(expiry_bucket(
-                next.expires_at,
-                self.config.expiry_bucket_seconds,
-            ));
+            let bucket = record
+                .expiry_bucket
+                .min(expiry_bucket(next.expires_at, self.config.expiry_bucket_seconds));
             match self.put_if_unchanged(&next, bucket, session).await {
                 Ok(()) => return Ok(next),
                 Err(WriteFailure::Condition(old)) => current = Some(old),
                 Err(WriteFailure::Other(e)) => return Err(e),
             }
         }
-        Err(StoreError::Contention {
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
     }
 
     /// The single-request path: an UpdateItem whose condition holds in the common
@@ -306,15 +292,14 @@ impl DynamoStore {
         }
         let mut sets = vec![format!("{} = {now_v}", e.name(attr::UPDATED_AT))];
         let mut removes = Vec::new();
-        let slide_from_stored =
-            |e: &mut Expr, conditions: &mut Vec<String>, sets: &mut Vec<String>| {
-                conditions.push(format!("{} >= {now_v}", e.name(attr::SLIDE_UNTIL)));
-                sets.push(format!(
-                    "{} = {now_v} + {}",
-                    e.name(attr::EXPIRES_AT),
-                    e.name(attr::IDLE_TIMEOUT)
-                ));
-            };
+        let slide_from_stored = |e: &mut Expr, conditions: &mut Vec<String>, sets: &mut Vec<String>| {
+            conditions.push(format!("{} >= {now_v}", e.name(attr::SLIDE_UNTIL)));
+            sets.push(format!(
+                "{} = {now_v} + {}",
+                e.name(attr::EXPIRES_AT),
+                e.name(attr::IDLE_TIMEOUT)
+            ));
+        };
         let bump_version = |e: &mut Expr, sets: &mut Vec<String>| {
             let version = e.name(attr::VERSION);
             sets.push(format!("{version} = {version} + {}", e.num(1)));
@@ -335,16 +320,8 @@ impl DynamoStore {
                 data,
                 idle_timeout_seconds,
             } => {
-                sets.push(format!(
-                    "{} = {}",
-                    e.name(attr::DATA),
-                    e.value(data.to_attribute())
-                ));
-                sets.push(format!(
-                    "{} = {}",
-                    e.name(attr::DATA_BYTES),
-                    e.num(data.encoded_size())
-                ));
+                sets.push(format!("{} = {}", e.name(attr::DATA), e.value(data.to_attribute())));
+                sets.push(format!("{} = {}", e.name(attr::DATA_BYTES), e.num(data.encoded_size())));
                 bump_version(&mut e, &mut sets);
                 match idle_timeout_seconds {
                     None => slide_from_stored(&mut e, &mut conditions, &mut sets),
@@ -356,16 +333,9 @@ impl DynamoStore {
                         conditions.push(format!("{absolute} >= {expires_v}"));
                         sets.push(format!("{} = {expires_v}", e.name(attr::EXPIRES_AT)));
                         sets.push(format!("{} = {idle_v}", e.name(attr::IDLE_TIMEOUT)));
-                        sets.push(format!(
-                            "{} = {absolute} - {idle_v}",
-                            e.name(attr::SLIDE_UNTIL)
-                        ));
+                        sets.push(format!("{} = {absolute} - {idle_v}", e.name(attr::SLIDE_UNTIL)));
                         let bucket = expiry_bucket(expires_at, self.config.expiry_bucket_seconds);
-                        sets.push(format!(
-                            "{} = {}",
-                            e.name(attr::EXPIRY_BUCKET),
-                            e.num(bucket)
-                        ));
+                        sets.push(format!("{} = {}", e.name(attr::EXPIRY_BUCKET), e.num(bucket)));
                     }
                 }
             }
@@ -385,10 +355,7 @@ impl DynamoStore {
                 // Replaced and removed keys are not subtracted: `data_bytes` is an
                 // upper bound, made exact again whenever the slow path rewrites it.
                 let bytes = e.name(attr::DATA_BYTES);
-                conditions.push(format!(
-                    "{bytes} <= {}",
-                    e.num(limits.max_data_bytes - added)
-                ));
+                conditions.push(format!("{bytes} <= {}", e.num(limits.max_data_bytes - added)));
                 sets.push(format!("{bytes} = {bytes} + {}", e.num(added)));
                 bump_version(&mut e, &mut sets);
                 slide_from_stored(&mut e, &mut conditions, &mut sets);
@@ -412,13 +379,9 @@ impl DynamoStore {
             .send()
             .await;
         Some(match result {
-            Ok(out) => out
-                .attributes
-                .ok_or(WriteFailure::Other(StoreError::Corrupt(None))),
+            Ok(out) => out.attributes.ok_or(WriteFailure::Other(StoreError::Corrupt(None))),
             Err(err) => Err(match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    WriteFailure::Condition(c.item.clone())
-                }
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => WriteFailure::Condition(c.item.clone()),
                 _ => WriteFailure::Other(err.into()),
             }),
         })
@@ -427,12 +390,7 @@ impl DynamoStore {
     /// Writes `next` in full, provided the item is still exactly `previous`
     /// (same data version and activity time), so no concurrent write is lost and
     /// nothing deleted is recreated.
-    async fn put_if_unchanged(
-        &self,
-        next: &Session,
-        bucket: i64,
-        previous: &Session,
-    ) -> Result<(), WriteFailure> {
+    async fn put_if_unchanged(&self, next: &Session, bucket: i64, previous: &Session) -> Result<(), WriteFailure> {
         let mut e = Expr::default();
         let condition = format!(
             "{} = {} AND {} = {}",
@@ -455,9 +413,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(err) => Err(match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                    WriteFailure::Condition(c.item.clone())
-                }
+                Some(PutItemError::ConditionalCheckFailedException(c)) => WriteFailure::Condition(c.item.clone()),
                 _ => WriteFailure::Other(err.into()),
             }),
         }
@@ -466,12 +422,7 @@ impl DynamoStore {
     /// Replaces a session by one with a new id, the same owner, data (if
     /// `keep_data`) and absolute expiry. The old id is deleted and the new one
     /// written in one TransactWriteItems, so exactly one of them exists at any time.
-    pub async fn rotate(
-        &self,
-        id: &SessionId,
-        keep_data: bool,
-        now: Timestamp,
-    ) -> Result<Session, StoreError> {
+    pub async fn rotate(&self, id: &SessionId, keep_data: bool, now: Timestamp) -> Result<Session, StoreError> {
         let mut known: Option<Record> = None;
         for _ in 0..MAX_ATTEMPTS {
             let record = match known.take() {
@@ -481,9 +432,7 @@ impl DynamoStore {
             if record.session.is_expired(now) {
                 return Err(StoreError::NotFound);
             }
-            let next = record
-                .session
-                .rotated(SessionId::generate()?, keep_data, now);
+            let next = record.session.rotated(SessionId::generate()?, keep_data, now);
             let mut e = Expr::default();
             let condition = format!(
                 "{} = {} AND {} >= {}",
@@ -498,9 +447,7 @@ impl DynamoStore {
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(e.names))
                 .set_expression_attribute_values(Some(e.values))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build()?;
             let mut e = Expr::default();
             let put = Put::builder()
@@ -520,9 +467,7 @@ impl DynamoStore {
                 Ok(_) => return Ok(next),
                 Err(err) => err,
             };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
-                err.as_service_error()
-            else {
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() else {
                 return Err(err.into());
             };
             let failed = |i: usize| {
@@ -533,9 +478,7 @@ impl DynamoStore {
             };
             if let Some(reason) = failed(0) {
                 // The old session changed, expired or went away: look again.
-                known = Some(item::decode(
-                    reason.item.clone().ok_or(StoreError::NotFound)?,
-                )?);
+                known = Some(item::decode(reason.item.clone().ok_or(StoreError::NotFound)?)?);
             } else if failed(1).is_some() {
                 warn!(session = %next.id.fingerprint(), "session id collision on rotation; drawing another");
                 known = Some(record);
@@ -543,9 +486,7 @@ impl DynamoStore {
                 return Err(err.into());
             }
         }
-        Err(StoreError::Contention {
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
     }
 
     /// Deletes a session; deleting one that does not exist succeeds too.
@@ -602,10 +543,7 @@ impl DynamoStore {
             .map(SessionSummary::from)
             .collect();
         let next_cursor = page.last_evaluated_key().map(encode_cursor).transpose()?;
-        Ok(SubjectPage {
-            sessions,
-            next_cursor,
-        })
+        Ok(SubjectPage { sessions, next_cursor })
     }
 
     async fn batch_get_summaries(
@@ -744,10 +682,7 @@ fn encode_cursor(key: &HashMap<String, AttributeValue>) -> Result<String, StoreE
     Ok(URL_SAFE_NO_PAD.encode(json.to_string()))
 }
 
-fn decode_cursor(
-    cursor: &str,
-    subject: &Subject,
-) -> Result<HashMap<String, AttributeValue>, StoreError> {
+fn decode_cursor(cursor: &str, subject: &Subject) -> Result<HashMap<String, AttributeValue>, StoreError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Cursor {
@@ -760,17 +695,8 @@ fn decode_cursor(
     let id = SessionId::parse(&c.id).ok_or_else(invalid)?;
     let created: i64 = c.created_at.parse().map_err(|_| invalid())?;
     Ok(HashMap::from([
-        (
-            attr::ID.to_owned(),
-            AttributeValue::S(id.as_str().to_owned()),
-        ),
-        (
-            attr::SUBJECT.to_owned(),
-            AttributeValue::S(subject.as_str().to_owned()),
-        ),
-        (
-            attr::CREATED_AT.to_owned(),
-            AttributeValue::N(created.to_string()),
-        ),
+        (attr::ID.to_owned(), AttributeValue::S(id.as_str().to_owned())),
+        (attr::SUBJECT.to_owned(), AttributeValue::S(subject.as_str().to_owned())),
+        (attr::CREATED_AT.to_owned(), AttributeValue::N(created.to_string())),
     ]))
 }

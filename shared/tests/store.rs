@@ -57,10 +57,7 @@ async fn expired_sessions_are_not_found_before_ttl_deletes_them() {
     let absolute = store.create(new(600, 100), now).await.unwrap();
     store.touch(&absolute.id, now.plus(90)).await.unwrap();
     assert!(
-        matches!(
-            store.get(&absolute.id, now.plus(101)).await,
-            Err(StoreError::NotFound)
-        ),
+        matches!(store.get(&absolute.id, now.plus(101)).await, Err(StoreError::NotFound)),
         "absolute expiry holds despite activity"
     );
 }
@@ -89,19 +86,11 @@ async fn replace_and_merge_are_one_request_slide_the_expiry_and_bump_the_version
         (2, now.plus(610), now.plus(10))
     );
     let merged = store
-        .merge(
-            &s.id,
-            patch(r#"{"c":null,"d":{"e":[1]}}"#),
-            Some(&[2]),
-            now.plus(20),
-        )
+        .merge(&s.id, patch(r#"{"c":null,"d":{"e":[1]}}"#), Some(&[2]), now.plus(20))
         .await
         .unwrap();
     assert_eq!(counter.take(), 1);
-    assert_eq!(
-        serde_json::to_string(&merged.data).unwrap(),
-        r#"{"d":{"e":[1]}}"#
-    );
+    assert_eq!(serde_json::to_string(&merged.data).unwrap(), r#"{"d":{"e":[1]}}"#);
     assert_eq!((merged.version, merged.expires_at), (3, now.plus(620)));
     assert_eq!(store.get(&s.id, now.plus(20)).await.unwrap(), merged);
 }
@@ -123,17 +112,12 @@ async fn a_stale_if_match_is_refused_and_changes_nothing() {
         .replace(&s.id, data(r#"{"a":2}"#), None, Some(&[1]), now)
         .await
         .unwrap();
-    let stale = store
-        .merge(&s.id, patch(r#"{"a":3}"#), Some(&[1]), now)
-        .await;
+    let stale = store.merge(&s.id, patch(r#"{"a":3}"#), Some(&[1]), now).await;
     assert!(
         matches!(stale, Err(StoreError::VersionMismatch { current: 2 })),
         "{stale:?}"
     );
-    assert_eq!(
-        store.get(&s.id, now).await.unwrap().data,
-        data(r#"{"a":2}"#)
-    );
+    assert_eq!(store.get(&s.id, now).await.unwrap().data, data(r#"{"a":2}"#));
 }
 
 #[tokio::test]
@@ -149,10 +133,7 @@ async fn writes_never_bring_back_a_deleted_or_expired_session() {
         store.merge(&s.id, patch(r#"{"a":1}"#), None, now).await,
         Err(StoreError::NotFound)
     ));
-    assert!(matches!(
-        store.touch(&s.id, now).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.touch(&s.id, now).await, Err(StoreError::NotFound)));
     assert!(matches!(
         store.rotate(&s.id, true, now).await,
         Err(StoreError::NotFound)
@@ -171,9 +152,7 @@ async fn writes_never_bring_back_a_deleted_or_expired_session() {
     let expired = store.create(new(60, 3600), now).await.unwrap();
     let later = now.plus(61);
     assert!(matches!(
-        store
-            .replace(&expired.id, data("{}"), Some(600), None, later)
-            .await,
+        store.replace(&expired.id, data("{}"), Some(600), None, later).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -226,10 +205,7 @@ async fn activity_near_the_absolute_expiry_caps_the_expiry_there() {
         .replace(&s.id, data("{}"), Some(30), None, now.plus(900))
         .await
         .unwrap();
-    assert_eq!(
-        (shorter.expires_at, shorter.idle_timeout_seconds),
-        (now.plus(930), 30)
-    );
+    assert_eq!((shorter.expires_at, shorter.idle_timeout_seconds), (now.plus(930), 30));
 }
 
 #[tokio::test]
@@ -243,10 +219,7 @@ async fn data_over_the_limit_is_refused_even_when_merged_in_pieces() {
         store.merge(&s.id, patch(&forty), None, now).await.unwrap();
     }
     let too_big = format!(r#"{{"b":"{}","c":"{}"}}"#, "y".repeat(37), "z".repeat(37));
-    let err = store
-        .merge(&s.id, patch(&too_big), None, now)
-        .await
-        .unwrap_err();
+    let err = store.merge(&s.id, patch(&too_big), None, now).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -273,25 +246,11 @@ async fn rotation_is_atomic_keeps_owner_data_and_absolute_expiry() {
     let old = store.create(request, now).await.unwrap();
     counter.take();
     let new = store.rotate(&old.id, true, now.plus(5)).await.unwrap();
-    assert_eq!(
-        counter.take(),
-        2,
-        "a consistent read, then one TransactWriteItems"
-    );
+    assert_eq!(counter.take(), 2, "a consistent read, then one TransactWriteItems");
     assert_ne!(new.id, old.id);
     assert_eq!(
-        (
-            &new.subject,
-            &new.data,
-            new.absolute_expires_at,
-            new.created_at
-        ),
-        (
-            &old.subject,
-            &old.data,
-            old.absolute_expires_at,
-            old.created_at
-        )
+        (&new.subject, &new.data, new.absolute_expires_at, new.created_at),
+        (&old.subject, &old.data, old.absolute_expires_at, old.created_at)
     );
     assert!(matches!(
         store.get(&old.id, now.plus(5)).await,
@@ -325,10 +284,7 @@ async fn delete_is_idempotent() {
     store.delete(&s.id).await.unwrap();
     store.delete(&s.id).await.unwrap();
     assert_eq!(counter.take(), 2);
-    assert!(matches!(
-        store.get(&s.id, now).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.get(&s.id, now).await, Err(StoreError::NotFound)));
 }
 
 #[tokio::test]
@@ -341,13 +297,7 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
             subject: Some(alice.clone()),
             ..new(600, 3600)
         };
-        ids.push(
-            store
-                .create(request, Timestamp(now.0 + i))
-                .await
-                .unwrap()
-                .id,
-        );
+        ids.push(store.create(request, Timestamp(now.0 + i)).await.unwrap().id);
     }
     let expired = store
         .create(
@@ -382,38 +332,24 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
             break;
         }
     }
-    assert_eq!(
-        listed, ids,
-        "live sessions, oldest first, the expired one left out"
-    );
-    let bad = store
-        .list_by_subject(&alice, 2, Some("not-a-cursor"), later)
-        .await;
+    assert_eq!(listed, ids, "live sessions, oldest first, the expired one left out");
+    let bad = store.list_by_subject(&alice, 2, Some("not-a-cursor"), later).await;
     assert!(matches!(
         bad,
         Err(StoreError::Invalid(session_store::ValidationError::Cursor))
     ));
 
-    let revoked = store
-        .revoke_subject(&alice, Some(&ids[0]), later)
-        .await
-        .unwrap();
+    let revoked = store.revoke_subject(&alice, Some(&ids[0]), later).await.unwrap();
     assert_eq!(revoked, 4, "the live sessions but the one kept");
     assert!(store.get(&ids[0], later).await.is_ok());
     for id in &ids[1..] {
-        assert!(matches!(
-            store.get(id, later).await,
-            Err(StoreError::NotFound)
-        ));
+        assert!(matches!(store.get(id, later).await, Err(StoreError::NotFound)));
     }
     assert!(
         matches!(store.get(&expired.id, now).await, Err(StoreError::NotFound)),
         "expired ones are deleted too"
     );
-    let page = store
-        .list_by_subject(&alice, 10, None, later)
-        .await
-        .unwrap();
+    let page = store.list_by_subject(&alice, 10, None, later).await.unwrap();
     assert_eq!(page.sessions.len(), 1);
 }
 
@@ -436,9 +372,6 @@ async fn items_carry_a_numeric_ttl_and_an_expiry_bucket_at_or_before_it() {
     let n = |a: &str| item[a].as_n().unwrap().parse::<i64>().unwrap();
     assert_eq!(n(attr::EXPIRES_AT), now.plus(720).0);
     assert!(n(attr::EXPIRY_BUCKET) <= n(attr::EXPIRES_AT));
-    assert_eq!(
-        n(attr::EXPIRY_BUCKET) % store.config().expiry_bucket_seconds,
-        0
-    );
+    assert_eq!(n(attr::EXPIRY_BUCKET) % store.config().expiry_bucket_seconds, 0);
     assert!((0..i64::from(store.config().expiry_shards)).contains(&n(attr::EXPIRY_SHARD)));
 }

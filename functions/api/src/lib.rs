@@ -1,0 +1,358 @@
+//! The session API: routing and handlers as plain async functions over an
+//! [`App`], so tests call them with the same events API Gateway sends.
+
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+
+use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use session_store::{
+    Clock, DataPatch, DynamoStore, NewSession, Session, SessionData, SessionId, StoreError, Subject, SystemClock,
+};
+use tracing::{error, info};
+
+use crate::problem::Problem;
+use crate::routes::Target;
+
+/// Default page size of owner listings.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// Largest page size of owner listings.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// Room a request body may take beyond the data limit (field names, timeouts, escapes).
+const BODY_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// What every request needs, built once per Lambda environment.
+pub struct App {
+    /// The session store.
+    pub store: DynamoStore,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl App {
+    /// An app on `store` with the system clock.
+    pub fn new(store: DynamoStore) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A handler's outcome: a response, or a problem to send instead.
+type Reply = Result<Response<Body>, Problem>;
+
+/// Handles one API request. Never fails: every error becomes a problem response.
+pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
+    let method = request.method().clone();
+    let path = match request.raw_http_path() {
+        "" => request.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
+    let target = Target::parse(&path);
+    let route = target.as_ref().map_or("-", Target::template);
+    let reply = match target {
+        None => Err(Problem::no_route(&path)),
+        Some(target) => route_to(app, &method, target, &request).await,
+    };
+    let response = reply.unwrap_or_else(problem_response);
+    info!(method = %method, route, status = response.status().as_u16(), "request");
+    Ok(response)
+}
+
+async fn route_to(app: &App, method: &Method, target: Target, request: &Request) -> Reply {
+    use Target::*;
+    match (method.as_str(), target) {
+        ("GET", Health) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        ("POST", Sessions) => create(app, request).await,
+        ("GET", Session(id)) => get(app, &known(id)?).await,
+        ("PUT", Session(id)) => replace(app, &known(id)?, request).await,
+        ("PATCH", Session(id)) => merge(app, &known(id)?, request).await,
+        ("DELETE", Session(id)) => delete(app, &known(id)?).await,
+        ("POST", Touch(id)) => touch(app, &known(id)?).await,
+        ("POST", Rotate(id)) => rotate(app, &known(id)?, request).await,
+        ("GET", SubjectSessions(subject)) => list(app, &subject_of(subject)?, request).await,
+        ("DELETE", SubjectSessions(subject)) => revoke(app, &subject_of(subject)?, request).await,
+        (_, target) => Err(Problem::method_not_allowed(target.allowed_methods())),
+    }
+}
+
+/// A malformed id is answered exactly like a missing session, without a DynamoDB call.
+fn known(id: Option<SessionId>) -> Result<SessionId, Problem> {
+    id.ok_or_else(Problem::session_not_found)
+}
+
+fn subject_of(subject: Option<Subject>) -> Result<Subject, Problem> {
+    subject.ok_or_else(|| Problem::invalid_query(session_store::ValidationError::Subject.to_string()))
+}
+
+/// Store errors become problems here; faults are logged with their cause.
+fn store_error(err: StoreError) -> Problem {
+    let problem = Problem::from(&err);
+    if problem.status >= 500 {
+        error!(error = ?err, source = ?std::error::Error::source(&err), "store request failed");
+    }
+    problem
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    subject: Option<String>,
+    #[serde(default)]
+    data: SessionData,
+    idle_timeout_seconds: Option<u32>,
+    absolute_timeout_seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplaceBody {
+    data: SessionData,
+    idle_timeout_seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    data: DataPatch,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default = "keep_data_by_default")]
+    keep_data: bool,
+}
+
+fn keep_data_by_default() -> bool {
+    true
+}
+
+async fn create(app: &App, request: &Request) -> Reply {
+    let body: CreateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
+    let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
+    let new = NewSession {
+        subject,
+        data: body.data,
+        idle_timeout_seconds: body.idle_timeout_seconds,
+        absolute_timeout_seconds: body.absolute_timeout_seconds,
+    };
+    let session = app.store.create(new, app.clock.now()).await.map_err(store_error)?;
+    info!(session = %session.id.fingerprint(), "created");
+    session_response(StatusCode::CREATED, &session)
+}
+
+async fn get(app: &App, id: &SessionId) -> Reply {
+    let session = app.store.get(id, app.clock.now()).await.map_err(store_error)?;
+    session_response(StatusCode::OK, &session)
+}
+
+async fn replace(app: &App, id: &SessionId, request: &Request) -> Reply {
+    let if_match = if_match(request.headers())?;
+    let body: ReplaceBody = parse_body(app, request, &["application/json"], None)?;
+    let session = app
+        .store
+        .replace(
+            id,
+            body.data,
+            body.idle_timeout_seconds,
+            if_match.as_deref(),
+            app.clock.now(),
+        )
+        .await
+        .map_err(store_error)?;
+    session_response(StatusCode::OK, &session)
+}
+
+async fn merge(app: &App, id: &SessionId, request: &Request) -> Reply {
+    let if_match = if_match(request.headers())?;
+    let body: MergeBody = parse_body(app, request, &["application/merge-patch+json"], None)?;
+    let session = app
+        .store
+        .merge(id, body.data, if_match.as_deref(), app.clock.now())
+        .await
+        .map_err(store_error)?;
+    session_response(StatusCode::OK, &session)
+}
+
+async fn delete(app: &App, id: &SessionId) -> Reply {
+    app.store.delete(id).await.map_err(store_error)?;
+    info!(session = %id.fingerprint(), "deleted");
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn touch(app: &App, id: &SessionId) -> Reply {
+    let session = app.store.touch(id, app.clock.now()).await.map_err(store_error)?;
+    session_response(StatusCode::OK, &session)
+}
+
+async fn rotate(app: &App, id: &SessionId, request: &Request) -> Reply {
+    let body: RotateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
+    let session = app
+        .store
+        .rotate(id, body.keep_data, app.clock.now())
+        .await
+        .map_err(store_error)?;
+    info!(session = %id.fingerprint(), new_session = %session.id.fingerprint(), "rotated");
+    session_response(StatusCode::CREATED, &session)
+}
+
+async fn list(app: &App, subject: &Subject, request: &Request) -> Reply {
+    let query = request.query_string_parameters();
+    let limit = match query.first("limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| Problem::invalid_query(format!("limit must be an integer from 1 to {MAX_PAGE_SIZE}")))?,
+    };
+    let page = app
+        .store
+        .list_by_subject(subject, limit, query.first("cursor"), app.clock.now())
+        .await
+        .map_err(store_error)?;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "sessions": page.sessions, "next_cursor": page.next_cursor }),
+    )
+}
+
+async fn revoke(app: &App, subject: &Subject, request: &Request) -> Reply {
+    let query = request.query_string_parameters();
+    let except = match query.first("except") {
+        None => None,
+        Some(raw) => Some(SessionId::parse(raw).ok_or_else(|| Problem::invalid_query("except must be a session id"))?),
+    };
+    let revoked = app
+        .store
+        .revoke_subject(subject, except.as_ref(), app.clock.now())
+        .await
+        .map_err(store_error)?;
+    info!(revoked, "revoked an owner's sessions");
+    json(StatusCode::OK, &serde_json::json!({ "revoked": revoked }))
+}
+
+/// Reads a JSON body of one of the `accepted` media types. An empty body is
+/// `empty` when given, else an error. Syntax errors are 400, contract errors 422.
+fn parse_body<T: DeserializeOwned>(
+    app: &App,
+    request: &Request,
+    accepted: &[&str],
+    empty: Option<&str>,
+) -> Result<T, Problem> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => b"",
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    let limit = app.store.config().limits.max_data_bytes + BODY_OVERHEAD_BYTES;
+    if bytes.len() > limit {
+        return Err(Problem::too_large(format!(
+            "the body is {} bytes; the limit is {limit}",
+            bytes.len()
+        )));
+    }
+    let bytes = match (bytes.iter().all(u8::is_ascii_whitespace), empty) {
+        (true, Some(default)) => default.as_bytes(),
+        (true, None) => return Err(Problem::malformed("this request needs a JSON body")),
+        (false, _) => {
+            let media_type = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_ascii_lowercase());
+            if !media_type.is_some_and(|m| accepted.contains(&m.as_str())) {
+                return Err(Problem::unsupported_media_type(&accepted.join(" or ")));
+            }
+            bytes
+        }
+    };
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Problem::invalid(e.to_string()),
+        _ => Problem::malformed(e.to_string()),
+    })
+}
+
+/// The versions `If-Match` accepts: `None` when absent or `*`. Weak tags never
+/// match (RFC 9110 uses the strong comparison), so a header with only those fails at once.
+fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
+    let values: Vec<&str> = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() || values.contains(&"*") {
+        return Ok(None);
+    }
+    let versions: Vec<u64> = values
+        .iter()
+        .filter_map(|v| v.strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+        .take(100)
+        .collect();
+    if versions.is_empty() {
+        return Err(Problem::precondition_failed(
+            "If-Match names no version of this session",
+        ));
+    }
+    Ok(Some(versions))
+}
+
+fn session_response(status: StatusCode, session: &Session) -> Reply {
+    let mut response = json(status, session)?;
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", session.version)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::CREATED {
+        if let Ok(location) = HeaderValue::from_str(&format!("/sessions/{}", session.id.as_str())) {
+            headers.insert(header::LOCATION, location);
+        }
+    }
+    Ok(response)
+}
+
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Reply {
+    let text = serde_json::to_string(body).map_err(|e| Problem::invalid(e.to_string()))?;
+    let mut response = Response::new(Body::Text(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+fn problem_response(problem: Problem) -> Response<Body> {
+    let body = serde_json::to_string(&problem).unwrap_or_default();
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = problem.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(allow) = problem.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        headers.insert(header::ALLOW, allow);
+    }
+    response
+}

@@ -1,0 +1,175 @@
+//! RFC 9457 problem details, and the one place errors become HTTP statuses.
+
+use lambda_http::http::StatusCode;
+use serde::Serialize;
+use session_store::{StoreError, ValidationError};
+
+/// Prefix of every problem `type`; the suffixes are listed in `openapi.yaml`.
+pub const TYPE_PREFIX: &str = "urn:session-service:problem:";
+
+/// A problem response body (`application/problem+json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A stable URI per kind of error.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Seconds to wait before retrying (sent as `Retry-After` too).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+    /// Methods the resource allows (sent as `Allow` on a 405).
+    #[serde(skip)]
+    pub allow: Option<String>,
+}
+
+impl Problem {
+    /// A problem of kind `kind` (the `type` suffix) with `status`.
+    pub fn new(status: StatusCode, kind: &str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("{TYPE_PREFIX}{kind}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    /// 404: no live session (missing, expired or malformed id all look the same).
+    pub fn session_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "no live session has this id",
+        )
+    }
+
+    /// 404 for a path that no route serves.
+    pub fn no_route(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "no-route",
+            "No such route",
+            format!("nothing is served at {path}"),
+        )
+    }
+
+    /// 400: the body is not JSON.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+            detail,
+        )
+    }
+
+    /// 422: well-formed JSON that breaks the contract.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
+    }
+
+    /// 400: a query parameter is invalid.
+    pub fn invalid_query(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query parameter",
+            detail,
+        )
+    }
+
+    /// 413: the body or the data is over its limit.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large", detail)
+    }
+
+    /// 412: `If-Match` does not match the session's version.
+    pub fn precondition_failed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition-failed",
+            "Precondition failed",
+            detail,
+        )
+    }
+
+    /// 415: the body's media type is not one the route accepts.
+    pub fn unsupported_media_type(accepted: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("send the body as {accepted}"),
+        )
+    }
+
+    /// 405, with the methods the path allows.
+    pub fn method_not_allowed(allow: String) -> Self {
+        let mut p = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("this resource allows {allow}"),
+        );
+        p.allow = Some(allow);
+        p
+    }
+
+    /// 503: the store is unavailable; retry after `seconds`.
+    pub fn unavailable(seconds: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "the session store is unavailable or throttled; retry later",
+        );
+        p.retry_after = Some(seconds);
+        p
+    }
+}
+
+impl From<&StoreError> for Problem {
+    fn from(err: &StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::session_not_found(),
+            StoreError::VersionMismatch { current } => {
+                Self::precondition_failed(format!("If-Match does not match the session's version \"{current}\""))
+            }
+            StoreError::Contention { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                "the session kept changing concurrently; retry the request",
+            ),
+            StoreError::Invalid(v @ ValidationError::DataTooLarge { .. }) => Self::too_large(v.to_string()),
+            StoreError::Invalid(v @ ValidationError::Cursor) => Self::invalid_query(v.to_string()),
+            StoreError::Invalid(v) => Self::invalid(v.to_string()),
+            e if e.is_item_too_large() => Self::too_large("the session is larger than DynamoDB's 400 KB item limit"),
+            e if e.is_unavailable() => Self::unavailable(1),
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the request failed; it has been logged",
+            ),
+        }
+    }
+}
+
+impl From<ValidationError> for Problem {
+    fn from(err: ValidationError) -> Self {
+        Self::from(&StoreError::Invalid(err))
+    }
+}

@@ -1,0 +1,348 @@
+//! The API handler fed the `events/` samples, against DynamoDB Local.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn health_answers_ok_without_touching_dynamodb() {
+    let (app, counter, _) = app().await;
+    let reply = call(&app, &event("health")).await;
+    assert_eq!((reply.status, reply.json.clone()), (200, json!({"status": "ok"})));
+    assert_eq!(counter.take(), 0);
+}
+
+#[tokio::test]
+async fn the_sample_events_walk_a_session_through_its_whole_life_one_request_each() {
+    let (app, counter, clock) = app().await;
+    let created = call(&app, &event("create-session")).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    assert_eq!(counter.take(), 1, "create");
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.header("location"), Some(format!("/sessions/{id}").as_str()));
+    assert_eq!(created.header("etag"), Some("\"1\""));
+    assert_eq!(created.json["subject"], "user-42");
+    assert_eq!(created.json["data"], json!({"cart": [1, 2], "theme": "dark"}));
+    assert_eq!(created.json["idle_timeout_seconds"], 1800);
+    assert_eq!(created.json["version"], 1);
+    for field in ["created_at", "updated_at", "expires_at", "absolute_expires_at"] {
+        let text = created.json[field].as_str().unwrap();
+        assert!(text.ends_with('Z') && text.len() == 20, "{field}: {text}");
+    }
+
+    let got = call(&app, &event_for("get-session", &id)).await;
+    assert_eq!((got.status, got.json.clone()), (200, created.json.clone()));
+    assert_eq!(got.header("etag"), Some("\"1\""));
+    assert_eq!(counter.take(), 1, "get");
+
+    clock.advance(120);
+    let replaced = call(&app, &event_for("replace-session", &id)).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.json);
+    assert_eq!(replaced.json["data"], json!({"cart": [], "theme": "light"}));
+    assert_eq!(replaced.header("etag"), Some("\"2\""));
+    assert_ne!(
+        replaced.json["expires_at"], created.json["expires_at"],
+        "a data write is activity"
+    );
+    assert_eq!(counter.take(), 1, "replace");
+
+    let merged = call(&app, &event_for("merge-session", &id)).await;
+    assert_eq!(merged.status, 200, "{}", merged.json);
+    assert_eq!(merged.json["data"], json!({"cart": [], "locale": "de-CH"}));
+    assert_eq!(merged.json["version"], 3);
+    assert_eq!(counter.take(), 1, "merge");
+
+    clock.advance(120);
+    let touched = call(&app, &event_for("touch-session", &id)).await;
+    assert_eq!(touched.status, 200, "{}", touched.json);
+    assert_eq!(touched.json["version"], 3, "a touch is not a data write");
+    assert_ne!(touched.json["expires_at"], merged.json["expires_at"]);
+    assert_eq!(counter.take(), 1, "touch");
+
+    let rotated = call(&app, &event_for("rotate-session", &id)).await;
+    assert_eq!(rotated.status, 201, "{}", rotated.json);
+    assert_eq!(counter.take(), 2, "rotate: read, then one TransactWriteItems");
+    let new_id = rotated.json["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, id);
+    assert_eq!(rotated.header("location"), Some(format!("/sessions/{new_id}").as_str()));
+    assert_eq!(rotated.json["data"], merged.json["data"]);
+    assert_eq!(rotated.json["absolute_expires_at"], created.json["absolute_expires_at"]);
+    assert_eq!(
+        call(&app, &event_for("get-session", &id)).await.status,
+        404,
+        "the old id is gone"
+    );
+
+    let deleted = call(&app, &event_for("delete-session", &new_id)).await;
+    assert_eq!((deleted.status, deleted.body_text()), (204, String::new()));
+    assert_eq!(
+        call(&app, &event_for("delete-session", &new_id)).await.status,
+        204,
+        "idempotent"
+    );
+    counter.take();
+    assert_eq!(call(&app, &event_for("get-session", &new_id)).await.status, 404);
+}
+
+#[tokio::test]
+async fn missing_expired_and_malformed_ids_get_the_same_404() {
+    let (app, counter, clock) = app().await;
+    let missing = call(&app, &event("get-session")).await;
+    let id = create(&app, r#"{"idle_timeout_seconds": 60}"#).await;
+    clock.advance(61);
+    let expired = call(&app, &event_for("get-session", &id)).await;
+    counter.take();
+    let malformed = call(&app, &event_for("get-session", "..%2F..%2Fetc%2Fpasswd")).await;
+    assert_eq!(counter.take(), 0, "a malformed id costs no DynamoDB call");
+    for reply in [&missing, &expired, &malformed] {
+        assert_eq!(reply.status, 404);
+        assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+        assert_eq!(reply.json, missing.json);
+    }
+    assert_eq!(missing.json["type"], "urn:session-service:problem:not-found");
+    for name in ["replace-session", "merge-session", "touch-session", "rotate-session"] {
+        assert_eq!(
+            call(&app, &event_for(name, &id)).await.status,
+            404,
+            "{name} must not revive an expired session"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_if_match_gets_412_and_a_current_one_wins() {
+    let (app, _, _) = app().await;
+    let id = create(&app, "{}").await;
+    let first = call(&app, &event_for("replace-session", &id)).await;
+    assert_eq!(first.status, 200);
+    let stale = call(&app, &event_for("replace-session", &id)).await;
+    assert_eq!(stale.status, 412, "{}", stale.json);
+    assert_eq!(stale.json["type"], "urn:session-service:problem:precondition-failed");
+    let merge = with_header(event_for("merge-session", &id), "if-match", "\"2\"");
+    assert_eq!(call(&app, &merge).await.status, 200);
+    let weak = with_header(event_for("merge-session", &id), "if-match", "W/\"3\"");
+    assert_eq!(call(&app, &weak).await.status, 412, "weak tags never match");
+    let any = with_header(event_for("merge-session", &id), "if-match", "*");
+    assert_eq!(call(&app, &any).await.status, 200);
+}
+
+#[tokio::test]
+async fn any_json_object_round_trips_exactly_over_http() {
+    let (app, _, _) = app().await;
+    let data = r#"{"":1,"big":1e308,"n":123456789012345678901,"x":1.0,"ключ":{"🔑":[true,null,-0.0]}}"#;
+    let id = create(&app, &format!(r#"{{"data": {data}}}"#)).await;
+    let got = call(&app, &event_for("get-session", &id)).await;
+    let text = got.body_text();
+    assert!(text.contains(&format!(r#""data":{data}"#)), "{text}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_problem() {
+    let (app, counter, _) = app().await;
+    let id = create(&app, "{}").await;
+    let create_with = |body: &str, ct: &str| with_body(event("create-session"), body, Some(ct));
+    let deep = format!(r#"{{"data":{{"a":{}1{}}}}}"#, "[".repeat(70), "]".repeat(70));
+    let deeper = format!(r#"{{"data":{{"a":{}1{}}}}}"#, "[".repeat(40_000), "]".repeat(40_000));
+    let big = format!(r#"{{"data":{{"a":"{}"}}}}"#, "x".repeat(70_000));
+    let huge = format!(r#"{{"data":{{"a":"{}"}}}}"#, "x".repeat(200_000));
+    let cases: Vec<(&str, Value, u16)> = vec![
+        ("not JSON", create_with("{", "application/json"), 400),
+        ("unknown field", create_with(r#"{"sid": 1}"#, "application/json"), 422),
+        (
+            "data not an object",
+            create_with(r#"{"data": [1]}"#, "application/json"),
+            422,
+        ),
+        (
+            "timeout of wrong type",
+            create_with(r#"{"idle_timeout_seconds": "1"}"#, "application/json"),
+            422,
+        ),
+        (
+            "zero timeout",
+            create_with(r#"{"idle_timeout_seconds": 0}"#, "application/json"),
+            422,
+        ),
+        (
+            "negative timeout",
+            create_with(r#"{"absolute_timeout_seconds": -5}"#, "application/json"),
+            422,
+        ),
+        (
+            "timeout over the maximum",
+            create_with(r#"{"idle_timeout_seconds": 999999999}"#, "application/json"),
+            422,
+        ),
+        (
+            "subject with a newline",
+            create_with(r#"{"subject": "a\nb"}"#, "application/json"),
+            422,
+        ),
+        (
+            "form body",
+            create_with("a=1", "application/x-www-form-urlencoded"),
+            415,
+        ),
+        ("nesting over the limit", create_with(&deep, "application/json"), 422),
+        (
+            "nesting far over the limit",
+            create_with(&deeper, "application/json"),
+            422,
+        ),
+        ("data over 64 KiB", create_with(&big, "application/json"), 413),
+        ("body far over the limit", create_with(&huge, "application/json"), 413),
+        (
+            "PUT without data",
+            with_body(event_for("replace-session", &id), "{}", None),
+            422,
+        ),
+        (
+            "PUT without a body",
+            with_body(event_for("replace-session", &id), "", None),
+            400,
+        ),
+        (
+            "PATCH as plain JSON",
+            with_body(
+                event_for("merge-session", &id),
+                r#"{"data":{}}"#,
+                Some("application/json"),
+            ),
+            415,
+        ),
+        (
+            "PATCH removing data",
+            with_body(event_for("merge-session", &id), r#"{"data":null}"#, None),
+            422,
+        ),
+        (
+            "list limit 0",
+            with_query(event("list-subject-sessions"), "limit", "0"),
+            400,
+        ),
+        (
+            "list limit text",
+            with_query(event("list-subject-sessions"), "limit", "ten"),
+            400,
+        ),
+        (
+            "list cursor forged",
+            with_query(event("list-subject-sessions"), "cursor", "eyJ4IjoxfQ"),
+            400,
+        ),
+        (
+            "revoke except malformed",
+            with_query(event("revoke-subject-sessions"), "except", "nope"),
+            400,
+        ),
+    ];
+    for (what, event, status) in cases {
+        let reply = call(&app, &event).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.json);
+        assert_eq!(reply.header("content-type"), Some("application/problem+json"), "{what}");
+        assert!(
+            reply.json["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:session-service:problem:"),
+            "{what}"
+        );
+        assert!(!reply.json["detail"].as_str().unwrap().is_empty(), "{what}");
+    }
+    counter.take();
+    let mut binary = with_body(event("create-session"), "", Some("application/json"));
+    binary["body"] = Value::String("/w==".into()); // the single byte 0xFF: not UTF-8
+    binary["isBase64Encoded"] = Value::Bool(true);
+    assert_eq!(call(&app, &binary).await.status, 400, "invalid UTF-8");
+    assert_eq!(counter.take(), 0, "invalid input never reaches DynamoDB");
+}
+
+fn with_query(mut event: Value, name: &str, value: &str) -> Value {
+    event["rawQueryString"] = Value::String(format!("{name}={value}"));
+    event["queryStringParameters"] = json!({ name: value });
+    event
+}
+
+#[tokio::test]
+async fn an_owners_sessions_are_listed_and_revoked_but_one() {
+    let (app, _, _) = app().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(create(&app, r#"{"subject": "user-42", "data": {"secret": 1}}"#).await);
+    }
+    create(&app, r#"{"subject": "someone-else"}"#).await;
+    let listed = call(&app, &event("list-subject-sessions")).await;
+    assert_eq!(listed.status, 200, "{}", listed.json);
+    let sessions = listed.json["sessions"].as_array().unwrap();
+    let mut listed_ids: Vec<_> = sessions.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    listed_ids.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed_ids, expected);
+    assert!(
+        sessions.iter().all(|s| s.get("data").is_none()),
+        "listings leave data out"
+    );
+    assert_eq!(listed.json["next_cursor"], Value::Null);
+
+    let paged = call(&app, &with_query(event("list-subject-sessions"), "limit", "2")).await;
+    assert_eq!(paged.json["sessions"].as_array().unwrap().len(), 2);
+    let cursor = paged.json["next_cursor"].as_str().unwrap();
+    let rest = call(&app, &with_query(event("list-subject-sessions"), "cursor", cursor)).await;
+    assert_eq!(rest.json["sessions"].as_array().unwrap().len(), 1);
+
+    let revoke = event_for("revoke-subject-sessions", &ids[0]);
+    let revoked = call(&app, &revoke).await;
+    assert_eq!((revoked.status, revoked.json.clone()), (200, json!({"revoked": 2})));
+    assert_eq!(call(&app, &event_for("get-session", &ids[0])).await.status, 200);
+    assert_eq!(call(&app, &event_for("get-session", &ids[1])).await.status, 404);
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405() {
+    let (app, _, _) = app().await;
+    let mut unknown = event("health");
+    unknown["rawPath"] = "/admin".into();
+    let reply = call(&app, &unknown).await;
+    assert_eq!(
+        (reply.status, reply.json["type"].as_str()),
+        (404, Some("urn:session-service:problem:no-route"))
+    );
+    let mut wrong = event("health");
+    wrong["requestContext"]["http"]["method"] = "POST".into();
+    let reply = call(&app, &wrong).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET"));
+}
+
+#[tokio::test]
+async fn dynamodb_down_is_a_503_with_retry_after() {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(format!("http://{closed}"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "test"))
+        .build();
+    let store = session_store::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        session_store::Config::for_table("sessions"),
+    );
+    let app = api::App::new(store);
+    for name in [
+        "create-session",
+        "get-session",
+        "touch-session",
+        "list-subject-sessions",
+    ] {
+        let reply = call(&app, &event(name)).await;
+        assert_eq!(reply.status, 503, "{name}: {}", reply.json);
+        assert_eq!(reply.header("retry-after"), Some("1"));
+        assert_eq!(reply.json["type"], "urn:session-service:problem:unavailable");
+    }
+}
