@@ -74,26 +74,47 @@ pub enum StoreError {
     Randomness(#[from] RandomnessError),
     /// GetItem failed.
     #[error("DynamoDB GetItem failed")]
-    GetItem(#[from] SdkError<GetItemError, HttpResponse>),
+    GetItem(#[source] Box<SdkError<GetItemError, HttpResponse>>),
     /// PutItem failed.
     #[error("DynamoDB PutItem failed")]
-    PutItem(#[from] SdkError<PutItemError, HttpResponse>),
+    PutItem(#[source] Box<SdkError<PutItemError, HttpResponse>>),
     /// UpdateItem failed.
     #[error("DynamoDB UpdateItem failed")]
-    UpdateItem(#[from] SdkError<UpdateItemError, HttpResponse>),
+    UpdateItem(#[source] Box<SdkError<UpdateItemError, HttpResponse>>),
     /// DeleteItem failed.
     #[error("DynamoDB DeleteItem failed")]
-    DeleteItem(#[from] SdkError<DeleteItemError, HttpResponse>),
+    DeleteItem(#[source] Box<SdkError<DeleteItemError, HttpResponse>>),
     /// TransactWriteItems failed.
     #[error("DynamoDB TransactWriteItems failed")]
-    TransactWriteItems(#[from] SdkError<TransactWriteItemsError, HttpResponse>),
+    TransactWriteItems(#[source] Box<SdkError<TransactWriteItemsError, HttpResponse>>),
     /// Query failed.
     #[error("DynamoDB Query failed")]
-    Query(#[from] SdkError<QueryError, HttpResponse>),
+    Query(#[source] Box<SdkError<QueryError, HttpResponse>>),
     /// BatchGetItem failed.
     #[error("DynamoDB BatchGetItem failed")]
-    BatchGetItem(#[from] SdkError<BatchGetItemError, HttpResponse>),
+    BatchGetItem(#[source] Box<SdkError<BatchGetItemError, HttpResponse>>),
 }
+
+/// `From` for SDK errors, boxed so that `Result<_, StoreError>` stays small.
+macro_rules! from_sdk_error {
+    ($($variant:ident: $error:ty),* $(,)?) => {
+        $(impl From<SdkError<$error, HttpResponse>> for StoreError {
+            fn from(e: SdkError<$error, HttpResponse>) -> Self {
+                Self::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+from_sdk_error!(
+    GetItem: GetItemError,
+    PutItem: PutItemError,
+    UpdateItem: UpdateItemError,
+    DeleteItem: DeleteItemError,
+    TransactWriteItems: TransactWriteItemsError,
+    Query: QueryError,
+    BatchGetItem: BatchGetItemError,
+);
 
 impl From<serde_dynamo::Error> for StoreError {
     fn from(e: serde_dynamo::Error) -> Self {

@@ -32,10 +32,10 @@ pub enum SchemaError {
     Build(#[from] aws_sdk_dynamodb::error::BuildError),
     /// CreateTable failed.
     #[error("DynamoDB CreateTable failed")]
-    CreateTable(#[from] SdkError<CreateTableError, HttpResponse>),
+    CreateTable(#[source] Box<SdkError<CreateTableError, HttpResponse>>),
     /// UpdateTimeToLive failed.
     #[error("DynamoDB UpdateTimeToLive failed")]
-    UpdateTimeToLive(#[from] SdkError<UpdateTimeToLiveError, HttpResponse>),
+    UpdateTimeToLive(#[source] Box<SdkError<UpdateTimeToLiveError, HttpResponse>>),
 }
 
 /// A table as the template defines it.
@@ -182,7 +182,7 @@ impl TableSpec {
             Err(e) if matches!(e.as_service_error(), Some(CreateTableError::ResourceInUseException(_))) => {
                 return Ok(false);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(SchemaError::CreateTable(Box::new(e))),
         }
         if let Some(attribute) = &self.ttl_attribute {
             client
@@ -195,7 +195,8 @@ impl TableSpec {
                         .build()?,
                 )
                 .send()
-                .await?;
+                .await
+                .map_err(|e| SchemaError::UpdateTimeToLive(Box::new(e)))?;
         }
         Ok(true)
     }

