@@ -39,6 +39,9 @@ impl Target {
     pub fn parse(path: &str) -> Option<Self> {
         let rest = path.strip_prefix('/')?;
         let segments: Vec<&str> = rest.split('/').collect();
+        if segments.contains(&"") {
+            return None;
+        }
         let id = |s: &str| SessionId::parse(s);
         Some(match segments.as_slice() {
             ["health"] => Self::Health,
