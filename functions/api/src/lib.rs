@@ -55,12 +55,15 @@ pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, std::
     };
     let target = Target::parse(&path);
     let route = target.as_ref().map_or("-", Target::template);
+    // A fingerprint, never the id itself: ids are bearer secrets.
+    let session = target.as_ref().and_then(Target::session_id).map(SessionId::fingerprint);
     let reply = match target {
         None => Err(Problem::no_route(&path)),
         Some(target) => route_to(app, &method, target, &request).await,
     };
     let response = reply.unwrap_or_else(problem_response);
-    info!(method = %method, route, status = response.status().as_u16(), "request");
+    let status = response.status().as_u16();
+    info!(method = %method, route, status, session = session.as_deref().unwrap_or("-"), "request");
     Ok(response)
 }
 

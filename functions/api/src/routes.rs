@@ -66,6 +66,14 @@ impl Target {
         }
     }
 
+    /// The well-formed session id in the path, if any.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        match self {
+            Self::Session(id) | Self::Touch(id) | Self::Rotate(id) => id.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The methods this target's path allows, for `Allow` on a 405.
     pub fn allowed_methods(&self) -> String {
         let template = self.template();
