@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -510,20 +511,8 @@ impl DynamoStore {
         now: Timestamp,
     ) -> Result<SubjectPage, StoreError> {
         let start = cursor.map(|c| decode_cursor(c, subject)).transpose()?;
-        let mut e = Expr::default();
-        let key_condition = format!(
-            "{} = {}",
-            e.name(attr::SUBJECT),
-            e.value(AttributeValue::S(subject.as_str().to_owned()))
-        );
         let page = self
-            .client
-            .query()
-            .table_name(&self.config.table_name)
-            .index_name(SUBJECT_INDEX)
-            .key_condition_expression(key_condition)
-            .set_expression_attribute_names(Some(e.names))
-            .set_expression_attribute_values(Some(e.values))
+            .subject_query(subject)
             .set_exclusive_start_key(start)
             .limit(limit.clamp(1, 100) as i32)
             .send()
@@ -544,6 +533,23 @@ impl DynamoStore {
             .collect();
         let next_cursor = page.last_evaluated_key().map(encode_cursor).transpose()?;
         Ok(SubjectPage { sessions, next_cursor })
+    }
+
+    /// A Query for the keys of `subject`'s sessions on the subject index.
+    fn subject_query(&self, subject: &Subject) -> QueryFluentBuilder {
+        let mut e = Expr::default();
+        let key_condition = format!(
+            "{} = {}",
+            e.name(attr::SUBJECT),
+            e.value(AttributeValue::S(subject.as_str().to_owned()))
+        );
+        self.client
+            .query()
+            .table_name(&self.config.table_name)
+            .index_name(SUBJECT_INDEX)
+            .key_condition_expression(key_condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
     }
 
     async fn batch_get_summaries(
@@ -618,23 +624,7 @@ impl DynamoStore {
         except: Option<&SessionId>,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let mut e = Expr::default();
-        let key_condition = format!(
-            "{} = {}",
-            e.name(attr::SUBJECT),
-            e.value(AttributeValue::S(subject.as_str().to_owned()))
-        );
-        let mut keys = self
-            .client
-            .query()
-            .table_name(&self.config.table_name)
-            .index_name(SUBJECT_INDEX)
-            .key_condition_expression(key_condition)
-            .set_expression_attribute_names(Some(e.names))
-            .set_expression_attribute_values(Some(e.values))
-            .into_paginator()
-            .items()
-            .send();
+        let mut keys = self.subject_query(subject).into_paginator().items().send();
         let mut ids = Vec::new();
         while let Some(key) = keys.next().await {
             let id = key?.get(attr::ID).and_then(|v| v.as_s().ok()).cloned();
