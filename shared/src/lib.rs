@@ -15,9 +15,11 @@ pub mod error;
 pub mod id;
 pub mod item;
 pub mod model;
+pub mod runtime;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod store;
+pub mod sweep;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -1,0 +1,65 @@
+//! The sweeper's handler: a plain async function over [`Sweeper`], so tests
+//! call it with the same events the schedule sends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Error, LambdaEvent};
+use serde::Deserialize;
+use serde_json::Value;
+use session_store::sweep::{SweepOptions, SweepSummary};
+use session_store::{Clock, DynamoStore, SystemClock};
+
+/// Time kept back from the Lambda deadline to finish the deletes in flight and report.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(3);
+
+/// What the sweeper needs, built once per Lambda environment.
+pub struct Sweeper {
+    /// The session store.
+    pub store: DynamoStore,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Sweeper {
+    /// A sweeper on `store` with the system clock.
+    pub fn new(store: DynamoStore) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The invocation payload: the schedule sends `{}`; by hand, `{"dry_run": true}`
+/// or `{"limit": N}`. Other fields (EventBridge metadata) are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct SweepRequest {
+    /// Count what would be removed, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Examine at most this many index entries.
+    pub limit: Option<u64>,
+}
+
+/// Sweeps within the invocation's time budget and returns the summary.
+pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<SweepSummary, Error> {
+    let request: SweepRequest = serde_json::from_value(event.payload)?;
+    let options = SweepOptions {
+        dry_run: request.dry_run,
+        limit: request.limit,
+        deadline: deadline(event.context.deadline),
+        ..SweepOptions::at(sweeper.clock.now())
+    };
+    Ok(sweeper.store.sweep(&options).await?)
+}
+
+/// The instant to stop starting work: the Lambda deadline (epoch milliseconds) less the margin.
+fn deadline(deadline_ms: u64) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(SAFETY_MARGIN);
+    Some(Instant::now() + left)
+}

@@ -1,0 +1,336 @@
+//! The sweep: removes expired sessions through the expiry index, never by
+//! scanning the table, so its cost grows with expired sessions, not live ones.
+//!
+//! Every session is filed under `(expiry_shard, expiry_bucket)` with the bucket
+//! at or before its expiry (touches leave it alone, so they never write the
+//! index). A sweep at `now` queries each shard for buckets `<= now`, which
+//! holds every session expired by `now`, and deletes each candidate on the
+//! condition that it is still expired at delete time. A candidate that was
+//! touched since it was filed survives the condition and is re-filed under its
+//! current expiry's bucket, so it is not read again until then.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+};
+use futures::StreamExt;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::error::StoreError;
+use crate::item::{self, EXPIRY_INDEX, attr};
+use crate::model::{Timestamp, expiry_bucket};
+use crate::store::DynamoStore;
+
+/// How a sweep runs.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Sessions expired at this instant are removed.
+    pub now: Timestamp,
+    /// Count what would be removed, change nothing.
+    pub dry_run: bool,
+    /// Examine at most this many index entries; the next run goes on.
+    pub limit: Option<u64>,
+    /// Start no new work after this instant; the next run goes on.
+    pub deadline: Option<Instant>,
+    /// Index entries per Query page (DynamoDB's 1 MB page when `None`).
+    pub page_size: Option<i32>,
+    /// Deletes in flight at once.
+    pub concurrency: usize,
+}
+
+impl SweepOptions {
+    /// A full sweep at `now` with default concurrency.
+    pub fn at(now: Timestamp) -> Self {
+        Self {
+            now,
+            dry_run: false,
+            limit: None,
+            deadline: None,
+            page_size: None,
+            concurrency: 16,
+        }
+    }
+}
+
+/// Why a sweep ended before it had looked at every candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoppedBy {
+    /// The time budget ran out.
+    TimeBudget,
+    /// The examined-entries limit was reached.
+    Limit,
+    /// DynamoDB kept throttling after backing off.
+    Throttled,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SweepSummary {
+    /// Index entries examined.
+    pub examined: u64,
+    /// Sessions deleted (in a dry run: found expired, left in place).
+    pub deleted: u64,
+    /// Candidates still live (touched since they were filed); re-filed under their new expiry.
+    pub skipped_live: u64,
+    /// Candidates already gone when their turn came.
+    pub already_gone: u64,
+    /// Distinct `(shard, bucket)` pairs the candidates came from.
+    pub buckets: u64,
+    /// Wall-clock duration of the run.
+    pub duration_ms: u64,
+    /// Read capacity units DynamoDB reported (Query, dry-run reads).
+    pub consumed_read_units: f64,
+    /// Write capacity units DynamoDB reported (deletes, re-filing; table and indexes).
+    pub consumed_write_units: f64,
+    /// Whether every candidate was examined; if not, `stopped_by` says why.
+    pub complete: bool,
+    /// Why the run ended early, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<StoppedBy>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+/// What happened to one candidate.
+enum Outcome {
+    Deleted,
+    Live,
+    Gone,
+    Throttled,
+}
+
+fn units(capacity: Option<&ConsumedCapacity>) -> f64 {
+    capacity.and_then(ConsumedCapacity::capacity_units).unwrap_or(0.0)
+}
+
+/// Backoff before retrying a throttled candidate, on top of the SDK's own retries.
+const BACKOFF: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_millis(1600),
+    Duration::from_millis(3200),
+];
+
+impl DynamoStore {
+    /// Removes the sessions expired at `options.now`; see the [module docs](self).
+    pub async fn sweep(&self, options: &SweepOptions) -> Result<SweepSummary, StoreError> {
+        let started = Instant::now();
+        let mut summary = SweepSummary {
+            dry_run: options.dry_run,
+            complete: true,
+            ..Default::default()
+        };
+        let mut buckets = HashSet::new();
+        'shards: for shard in 0..self.config().expiry_shards {
+            let mut start = None;
+            loop {
+                if let Some(reason) = self.stop_reason(options, &summary) {
+                    summary.complete = false;
+                    summary.stopped_by = Some(reason);
+                    break 'shards;
+                }
+                let page = self.expiry_page(shard, options, start.take()).await?;
+                summary.consumed_read_units += units(page.consumed_capacity());
+                let mut candidates = Vec::new();
+                for key in page.items() {
+                    let id = key.get(attr::ID).and_then(|v| v.as_s().ok());
+                    let bucket = key.get(attr::EXPIRY_BUCKET).and_then(|v| v.as_n().ok());
+                    if let (Some(id), Some(bucket)) = (id, bucket) {
+                        buckets.insert((shard, bucket.clone()));
+                        candidates.push(id.clone());
+                    }
+                }
+                if let Some(limit) = options.limit {
+                    let room = limit.saturating_sub(summary.examined) as usize;
+                    if candidates.len() > room {
+                        candidates.truncate(room);
+                        summary.complete = false;
+                        summary.stopped_by = Some(StoppedBy::Limit);
+                    }
+                }
+                summary.examined += candidates.len() as u64;
+                let outcomes: Vec<(Outcome, f64, f64)> = futures::stream::iter(candidates)
+                    .map(|id| self.remove_if_expired(id, options))
+                    .buffer_unordered(options.concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+                for (outcome, read, write) in outcomes {
+                    summary.consumed_read_units += read;
+                    summary.consumed_write_units += write;
+                    match outcome {
+                        Outcome::Deleted => summary.deleted += 1,
+                        Outcome::Live => summary.skipped_live += 1,
+                        Outcome::Gone => summary.already_gone += 1,
+                        Outcome::Throttled => {
+                            summary.complete = false;
+                            summary.stopped_by = Some(StoppedBy::Throttled);
+                        }
+                    }
+                }
+                if summary.stopped_by.is_some() {
+                    break 'shards;
+                }
+                match page.last_evaluated_key {
+                    Some(key) => start = Some(key),
+                    None => break,
+                }
+            }
+        }
+        summary.buckets = buckets.len() as u64;
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        info!(summary = ?summary, "sweep finished");
+        Ok(summary)
+    }
+
+    fn stop_reason(&self, options: &SweepOptions, summary: &SweepSummary) -> Option<StoppedBy> {
+        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(StoppedBy::TimeBudget);
+        }
+        if options.limit.is_some_and(|l| summary.examined >= l) {
+            return Some(StoppedBy::Limit);
+        }
+        None
+    }
+
+    async fn expiry_page(
+        &self,
+        shard: u32,
+        options: &SweepOptions,
+        start: Option<std::collections::HashMap<String, AttributeValue>>,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StoreError> {
+        Ok(self
+            .client()
+            .query()
+            .table_name(&self.config().table_name)
+            .index_name(EXPIRY_INDEX)
+            .key_condition_expression("#shard = :shard AND #bucket <= :now")
+            .expression_attribute_names("#shard", attr::EXPIRY_SHARD)
+            .expression_attribute_names("#bucket", attr::EXPIRY_BUCKET)
+            .expression_attribute_values(":shard", AttributeValue::N(shard.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(options.now.0.to_string()))
+            .set_exclusive_start_key(start)
+            .set_limit(options.page_size)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await?)
+    }
+
+    /// Deletes one candidate if it is still expired; re-files it if it is live.
+    /// Returns its outcome and the read and write units it cost.
+    async fn remove_if_expired(&self, id: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
+        if options.dry_run {
+            return self.inspect(id, options).await;
+        }
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .client()
+                .delete_item()
+                .table_name(&self.config().table_name)
+                .key(attr::ID, AttributeValue::S(id.clone()))
+                .condition_expression("attribute_exists(#id) AND #expires_at < :now")
+                .expression_attribute_names("#id", attr::ID)
+                .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+                .expression_attribute_values(":now", AttributeValue::N(options.now.0.to_string()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            let err = match result {
+                Ok(out) => return Ok((Outcome::Deleted, 0.0, units(out.consumed_capacity()))),
+                Err(err) => err,
+            };
+            if let Some(DeleteItemError::ConditionalCheckFailedException(c)) = err.as_service_error() {
+                return match c.item.clone() {
+                    None => Ok((Outcome::Gone, 0.0, 1.0)),
+                    Some(old) => {
+                        let written = self.refile(item::decode(old)?, options).await?;
+                        Ok((Outcome::Live, 0.0, 1.0 + written))
+                    }
+                };
+            }
+            let err = StoreError::from(err);
+            if !err.is_unavailable() {
+                return Err(err);
+            }
+            match BACKOFF.get(attempt) {
+                Some(pause) if options.deadline.is_none_or(|d| Instant::now() + *pause < d) => {
+                    warn!(attempt, "delete throttled or unavailable; backing off");
+                    tokio::time::sleep(*pause).await;
+                    attempt += 1;
+                }
+                _ => return Ok((Outcome::Throttled, 0.0, 0.0)),
+            }
+        }
+    }
+
+    /// Moves a live candidate's index entry to its current expiry's bucket, if
+    /// that is later and nothing changed meanwhile. Returns the write units used.
+    async fn refile(&self, record: item::Record, options: &SweepOptions) -> Result<f64, StoreError> {
+        let bucket = expiry_bucket(record.session.expires_at, self.config().expiry_bucket_seconds);
+        if bucket <= record.expiry_bucket || bucket <= options.now.0 {
+            return Ok(0.0);
+        }
+        let result = self
+            .client()
+            .update_item()
+            .table_name(&self.config().table_name)
+            .set_key(Some(item::key(&record.session.id)))
+            .update_expression("SET #bucket = :bucket")
+            .condition_expression("#expires_at = :expires_at AND #bucket = :old")
+            .expression_attribute_names("#bucket", attr::EXPIRY_BUCKET)
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .expression_attribute_values(":bucket", AttributeValue::N(bucket.to_string()))
+            .expression_attribute_values(":old", AttributeValue::N(record.expiry_bucket.to_string()))
+            .expression_attribute_values(
+                ":expires_at",
+                AttributeValue::N(record.session.expires_at.0.to_string()),
+            )
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(units(out.consumed_capacity())),
+            // Changed meanwhile: the bucket stays a lower bound, the next sweep looks again.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(1.0)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Dry run: reads a candidate's expiry and reports what a sweep would do.
+    async fn inspect(&self, id: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.config().table_name)
+            .key(attr::ID, AttributeValue::S(id))
+            .projection_expression("#expires_at")
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await?;
+        let read = units(out.consumed_capacity());
+        let expires_at = out
+            .item()
+            .and_then(|i| i.get(attr::EXPIRES_AT))
+            .and_then(|v| v.as_n().ok());
+        let outcome = match expires_at.and_then(|n| n.parse::<i64>().ok()) {
+            None => Outcome::Gone,
+            Some(e) if options.now.0 > e => Outcome::Deleted,
+            Some(_) => Outcome::Live,
+        };
+        Ok((outcome, read, 0.0))
+    }
+}

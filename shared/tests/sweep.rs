@@ -1,0 +1,164 @@
+//! The sweep against DynamoDB Local.
+
+use std::time::Instant;
+
+use session_store::error::StoreError;
+use session_store::item::key;
+use session_store::sweep::{StoppedBy, SweepOptions};
+use session_store::testkit;
+use session_store::{Config, DynamoStore, NewSession, SessionId, Timestamp};
+
+fn lasting(idle: u32) -> NewSession {
+    NewSession {
+        idle_timeout_seconds: Some(idle),
+        absolute_timeout_seconds: Some(86_400),
+        ..Default::default()
+    }
+}
+
+async fn create(store: &DynamoStore, n: usize, idle: u32, now: Timestamp) -> Vec<SessionId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(store.create(lasting(idle), now).await.unwrap().id);
+    }
+    ids
+}
+
+/// Whether the item is still in the table, expired or not.
+async fn stored(store: &DynamoStore, id: &SessionId) -> bool {
+    let out = store
+        .client()
+        .get_item()
+        .table_name(&store.config().table_name)
+        .set_key(Some(key(id)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item.is_some()
+}
+
+async fn setup(adjust: impl FnOnce(&mut Config)) -> (DynamoStore, Timestamp) {
+    let (store, _) = testkit::store(adjust).await;
+    (store, Timestamp::now())
+}
+
+#[tokio::test]
+async fn expired_sessions_are_removed_and_live_ones_kept_without_reading_them() {
+    let (store, t0) = setup(|_| {}).await;
+    let expired = create(&store, 5, 60, t0).await;
+    let live = create(&store, 20, 3600, t0).await;
+    let summary = store.sweep(&SweepOptions::at(t0.plus(120))).await.unwrap();
+    assert_eq!(
+        (summary.examined, summary.deleted, summary.skipped_live),
+        (5, 5, 0),
+        "{summary:?}"
+    );
+    assert!(summary.complete && summary.stopped_by.is_none());
+    for id in &expired {
+        assert!(!stored(&store, id).await);
+    }
+    for id in &live {
+        assert!(stored(&store, id).await);
+    }
+    let again = store.sweep(&SweepOptions::at(t0.plus(120))).await.unwrap();
+    assert_eq!((again.examined, again.deleted), (0, 0), "nothing left to look at");
+}
+
+#[tokio::test]
+async fn a_session_touched_after_it_was_filed_survives_the_sweep() {
+    let (store, t0) = setup(|_| {}).await;
+    let id = create(&store, 1, 60, t0).await.remove(0);
+    let touched = store.touch(&id, t0.plus(50)).await.unwrap();
+    assert_eq!(touched.expires_at, t0.plus(110));
+    let summary = store.sweep(&SweepOptions::at(t0.plus(100))).await.unwrap();
+    assert_eq!(
+        (summary.examined, summary.deleted, summary.skipped_live),
+        (1, 0, 1),
+        "{summary:?}"
+    );
+    assert_eq!(store.get(&id, t0.plus(100)).await.unwrap().expires_at, t0.plus(110));
+    let later = store.sweep(&SweepOptions::at(t0.plus(111))).await.unwrap();
+    assert_eq!(later.deleted, 1, "{later:?}");
+    assert!(matches!(store.get(&id, t0.plus(50)).await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
+async fn a_live_session_far_from_expiry_is_refiled_so_later_sweeps_skip_it() {
+    let (store, t0) = setup(|c| c.expiry_bucket_seconds = 60).await;
+    let id = create(&store, 1, 600, t0).await.remove(0);
+    store.touch(&id, t0.plus(590)).await.unwrap();
+    let first = store.sweep(&SweepOptions::at(t0.plus(700))).await.unwrap();
+    assert_eq!((first.examined, first.skipped_live), (1, 1), "{first:?}");
+    let second = store.sweep(&SweepOptions::at(t0.plus(700))).await.unwrap();
+    assert_eq!(second.examined, 0, "re-filed under its new expiry: {second:?}");
+    assert!(store.get(&id, t0.plus(700)).await.is_ok());
+}
+
+#[tokio::test]
+async fn every_page_of_every_shard_is_swept() {
+    let (store, t0) = setup(|c| c.expiry_shards = 2).await;
+    let expired = create(&store, 30, 60, t0).await;
+    let options = SweepOptions {
+        page_size: Some(4),
+        ..SweepOptions::at(t0.plus(61))
+    };
+    let summary = store.sweep(&options).await.unwrap();
+    assert_eq!((summary.examined, summary.deleted), (30, 30), "{summary:?}");
+    assert!(summary.complete);
+    for id in &expired {
+        assert!(!stored(&store, id).await);
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_but_changes_nothing() {
+    let (store, t0) = setup(|_| {}).await;
+    let expired = create(&store, 4, 60, t0).await;
+    let touched = create(&store, 1, 60, t0).await.remove(0);
+    store.touch(&touched, t0.plus(55)).await.unwrap();
+    let options = SweepOptions {
+        dry_run: true,
+        ..SweepOptions::at(t0.plus(100))
+    };
+    let summary = store.sweep(&options).await.unwrap();
+    assert!(summary.dry_run);
+    assert_eq!(
+        (summary.examined, summary.deleted, summary.skipped_live),
+        (5, 4, 1),
+        "{summary:?}"
+    );
+    for id in expired.iter().chain([&touched]) {
+        assert!(stored(&store, id).await);
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_its_limit_or_time_budget_is_finished_by_the_next() {
+    let (store, t0) = setup(|_| {}).await;
+    let expired = create(&store, 25, 60, t0).await;
+    let now = t0.plus(61);
+    let limited = store
+        .sweep(&SweepOptions {
+            limit: Some(10),
+            ..SweepOptions::at(now)
+        })
+        .await
+        .unwrap();
+    assert_eq!((limited.examined, limited.deleted), (10, 10), "{limited:?}");
+    assert_eq!((limited.complete, limited.stopped_by), (false, Some(StoppedBy::Limit)));
+    let out_of_time = store
+        .sweep(&SweepOptions {
+            deadline: Some(Instant::now()),
+            ..SweepOptions::at(now)
+        })
+        .await
+        .unwrap();
+    assert_eq!((out_of_time.examined, out_of_time.complete), (0, false));
+    assert_eq!(out_of_time.stopped_by, Some(StoppedBy::TimeBudget));
+    let rest = store.sweep(&SweepOptions::at(now)).await.unwrap();
+    assert_eq!((rest.deleted, rest.complete), (15, true), "{rest:?}");
+    for id in &expired {
+        assert!(!stored(&store, id).await);
+    }
+}
