@@ -3,7 +3,8 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
-CARGO_LAMBDA_VERSION=1.9.2
+# Python tools, pinned: cargo-lambda (local runs, builds), cfn-lint and aws-sam-cli (template checks).
+PY_TOOLS=(cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -26,10 +27,12 @@ ensure_node_modules() {
 }
 
 ensure_venv() {
-  if [ ! -x "$VENV/bin/cargo-lambda" ] || ! "$VENV/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
-    log "installing cargo-lambda $CARGO_LAMBDA_VERSION into .venv (pip)"
+  local stamp="$VENV/.installed" want="${PY_TOOLS[*]}"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing ${PY_TOOLS[*]} into .venv (pip)"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}"
+    echo "$want" >"$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
 }

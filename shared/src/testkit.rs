@@ -135,17 +135,22 @@ impl Intercept for RequestCounter {
     }
 }
 
-/// A client for DynamoDB Local that counts its requests.
-pub fn client() -> (Client, RequestCounter) {
-    let counter = RequestCounter::default();
-    let config = aws_sdk_dynamodb::Config::builder()
+/// Client configuration for DynamoDB Local (placeholder credentials it accepts).
+pub fn local_config() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint())
         .credentials_provider(Credentials::new("local", "local", None, None, "testkit"))
-        .interceptor(counter.clone())
-        .build();
-    (Client::from_conf(config), counter)
+}
+
+/// A client for DynamoDB Local that counts its requests.
+pub fn client() -> (Client, RequestCounter) {
+    let counter = RequestCounter::default();
+    (
+        Client::from_conf(local_config().interceptor(counter.clone()).build()),
+        counter,
+    )
 }
 
 /// Creates a sessions table with a name no other test uses, from `template.yaml`.
@@ -202,4 +207,126 @@ impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(Ordering::SeqCst))
     }
+}
+
+/// Asks DynamoDB for the capacity every write, read and query consumes (table
+/// and indexes apart) and adds it up. For benchmarks: production code never
+/// asks, as the answer only costs bytes.
+#[derive(Debug, Clone, Default)]
+pub struct CapacityMeter(Arc<std::sync::Mutex<Capacity>>);
+
+/// Capacity units added up by a [`CapacityMeter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Capacity {
+    /// Read units on tables.
+    pub table_read: f64,
+    /// Write units on tables.
+    pub table_write: f64,
+    /// Read units on indexes.
+    pub index_read: f64,
+    /// Write units on indexes.
+    pub index_write: f64,
+    /// Responses that carried a consumed-capacity report.
+    pub reports: u64,
+}
+
+impl CapacityMeter {
+    /// The units added up since the last call, resetting them.
+    pub fn take(&self) -> Capacity {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn add(&self, consumed: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>, write: bool) {
+        let Some(consumed) = consumed else { return };
+        let mut total = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        total.reports += 1;
+        let table = consumed
+            .table()
+            .and_then(|c| c.capacity_units())
+            .or(consumed.capacity_units())
+            .unwrap_or(0.0);
+        let indexes: f64 = consumed
+            .global_secondary_indexes()
+            .map(|m| m.values().filter_map(|c| c.capacity_units()).sum())
+            .unwrap_or(0.0);
+        // Without a per-table breakdown, `capacity_units` is the total.
+        let table = if consumed.table().is_some() {
+            table
+        } else {
+            table - indexes
+        };
+        if write {
+            total.table_write += table;
+            total.index_write += indexes;
+        } else {
+            total.table_read += table;
+            total.index_read += indexes;
+        }
+    }
+}
+
+impl Intercept for CapacityMeter {
+    fn name(&self) -> &'static str {
+        "CapacityMeter"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::*;
+        use aws_sdk_dynamodb::types::ReturnConsumedCapacity::Indexes;
+        let input = context.input_mut();
+        if let Some(i) = input.downcast_mut::<update_item::UpdateItemInput>() {
+            i.return_consumed_capacity = Some(Indexes);
+        } else if let Some(i) = input.downcast_mut::<put_item::PutItemInput>() {
+            i.return_consumed_capacity = Some(Indexes);
+        } else if let Some(i) = input.downcast_mut::<delete_item::DeleteItemInput>() {
+            i.return_consumed_capacity = Some(Indexes);
+        } else if let Some(i) = input.downcast_mut::<get_item::GetItemInput>() {
+            i.return_consumed_capacity = Some(Indexes);
+        } else if let Some(i) = input.downcast_mut::<query::QueryInput>() {
+            i.return_consumed_capacity = Some(Indexes);
+        } else if let Some(i) = input.downcast_mut::<scan::ScanInput>() {
+            i.return_consumed_capacity = Some(Indexes);
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::*;
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        if let Some(o) = output.downcast_ref::<update_item::UpdateItemOutput>() {
+            self.add(o.consumed_capacity(), true);
+        } else if let Some(o) = output.downcast_ref::<put_item::PutItemOutput>() {
+            self.add(o.consumed_capacity(), true);
+        } else if let Some(o) = output.downcast_ref::<delete_item::DeleteItemOutput>() {
+            self.add(o.consumed_capacity(), true);
+        } else if let Some(o) = output.downcast_ref::<get_item::GetItemOutput>() {
+            self.add(o.consumed_capacity(), false);
+        } else if let Some(o) = output.downcast_ref::<query::QueryOutput>() {
+            self.add(o.consumed_capacity(), false);
+        } else if let Some(o) = output.downcast_ref::<scan::ScanOutput>() {
+            self.add(o.consumed_capacity(), false);
+        }
+        Ok(())
+    }
+}
+
+/// A client for DynamoDB Local that reports the capacity its requests consume.
+pub fn metered_client() -> (Client, CapacityMeter) {
+    let meter = CapacityMeter::default();
+    (
+        Client::from_conf(local_config().interceptor(meter.clone()).build()),
+        meter,
+    )
 }

@@ -4,6 +4,11 @@
 //! tables `template.yaml` defines in the DynamoDB that `AWS_ENDPOINT_URL_DYNAMODB`
 //! names (DynamoDB Local). It refuses to run without that variable, so it never
 //! touches a real account.
+//!
+//! `cargo run --release -p xtask -- bench-sweep` (or `scripts/bench`) measures
+//! what sweeps and touches cost on DynamoDB Local.
+
+mod bench;
 
 use std::process::ExitCode;
 
@@ -15,12 +20,19 @@ async fn main() -> ExitCode {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["create-tables"] => create_tables("sessions").await,
         ["create-tables", "--sessions-table", name] => create_tables(name).await,
-        _ => Err("usage: xtask create-tables [--sessions-table NAME]".into()),
+        ["bench-sweep", which @ ..] => bench::run(which).await,
+        _ => Err("usage: xtask create-tables [--sessions-table NAME] | bench-sweep [sweep] [touches]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xtask: {e}");
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("xtask: {message}");
             ExitCode::FAILURE
         }
     }

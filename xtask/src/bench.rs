@@ -1,0 +1,254 @@
+//! `xtask bench-sweep`: what a sweep and what touches cost, measured on DynamoDB
+//! Local with `ReturnConsumedCapacity`, printed as Markdown tables.
+
+use std::time::Instant;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, GlobalSecondaryIndex, KeySchemaElement, KeyType, PutRequest,
+    ScalarAttributeType, WriteRequest,
+};
+use futures::StreamExt;
+use session_store::item::{EXPIRY_INDEX, attr, encode};
+use session_store::schema::TableSpec;
+use session_store::sweep::SweepOptions;
+use session_store::testkit::{self, CapacityMeter};
+use session_store::{Config, DynamoStore, NewSession, Session, SessionId, Timestamp};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Expired sessions in every sweep table.
+const EXPIRED: usize = 1_000;
+/// Live-session counts of the sweep tables.
+const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
+/// Sessions touched in the touch workload.
+const TOUCHED: usize = 100;
+
+/// Writes `n` sessions created at `now` with idle timeout `idle`, 25 per BatchWriteItem.
+async fn load(store: &DynamoStore, n: usize, idle: u32, now: Timestamp) -> Result<(), BoxError> {
+    let request = NewSession {
+        idle_timeout_seconds: Some(idle),
+        absolute_timeout_seconds: Some(2 * 86_400),
+        ..Default::default()
+    };
+    let mut batches = Vec::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(25) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            let session = Session::create(SessionId::generate()?, request.clone(), &store.config().limits, now)?;
+            let put = PutRequest::builder()
+                .set_item(Some(encode(&session, None, store.config())))
+                .build()?;
+            batch.push(WriteRequest::builder().put_request(put).build());
+        }
+        batches.push(batch);
+    }
+    let table = store.config().table_name.clone();
+    let results: Vec<Result<(), BoxError>> = futures::stream::iter(batches)
+        .map(|mut batch| {
+            let (client, table) = (store.client().clone(), table.clone());
+            async move {
+                while !batch.is_empty() {
+                    let out = client.batch_write_item().request_items(&table, batch).send().await?;
+                    batch = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&table))
+                        .unwrap_or_default();
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// The anchors' sweep: a full Scan filtered on the expiry. Returns (items read, matches, read units).
+async fn scan_sweep(
+    client: &Client,
+    meter: &CapacityMeter,
+    table: &str,
+    now: Timestamp,
+) -> Result<(i64, i64, f64), BoxError> {
+    meter.take();
+    let (mut scanned, mut matched, mut start) = (0, 0, None);
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .filter_expression("#e < :now")
+            .expression_attribute_names("#e", attr::EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.0.to_string()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        scanned += i64::from(page.scanned_count());
+        matched += i64::from(page.count());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    let used = meter.take();
+    Ok((scanned, matched, used.table_read + used.index_read))
+}
+
+/// Runs the benchmarks `which` names (`sweep`, `touches`, or both when empty) and prints their tables.
+pub async fn run(which: &[&str]) -> Result<(), BoxError> {
+    let (client, meter) = testkit::metered_client();
+    if which.is_empty() || which.contains(&"sweep") {
+        sweep_cost(&client, &meter).await?;
+    }
+    if which.is_empty() || which.contains(&"touches") {
+        touch_cost(&client, &meter).await?;
+    }
+    Ok(())
+}
+
+/// Keeps only the attribute definitions some key uses (DynamoDB refuses others).
+fn prune_attributes(spec: &mut TableSpec) {
+    let used: Vec<String> = spec
+        .key_schema
+        .iter()
+        .chain(spec.indexes.iter().flat_map(|i| i.key_schema()))
+        .map(|k| k.attribute_name().to_owned())
+        .collect();
+    spec.attributes.retain(|a| used.iter().any(|u| u == a.attribute_name()));
+}
+
+async fn sweep_cost(client: &Client, meter: &CapacityMeter) -> Result<(), BoxError> {
+    let t0 = Timestamp::now();
+    let sweep_at = t0.plus(2 * 3600);
+
+    println!("### Sweep: read cost against table size\n");
+    println!(
+        "{EXPIRED} expired sessions in every table; the sweep runs when they have expired and the live ones have not.\n"
+    );
+    println!(
+        "| live sessions | our sweep: index entries read | our sweep: read units | full Scan: items read | full Scan: read units | Scan ÷ ours (read units) | deleted |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut read_units = Vec::new();
+    for live in LIVE {
+        let table = testkit::fresh_sessions_table(client).await;
+        let store = DynamoStore::new(client.clone(), Config::for_table(&table));
+        let loading = Instant::now();
+        load(&store, live, 86_400, t0).await?;
+        load(&store, EXPIRED, 3600, t0).await?;
+        eprintln!(
+            "loaded {} items into {table} in {:.1} s",
+            live + EXPIRED,
+            loading.elapsed().as_secs_f64()
+        );
+        let (scanned, matched, scan_units) = scan_sweep(client, meter, &table, sweep_at).await?;
+        meter.take();
+        let summary = store.sweep(&SweepOptions::at(sweep_at)).await?;
+        let ours = summary.consumed_read_units;
+        if matched as u64 != summary.deleted || summary.deleted != EXPIRED as u64 || !summary.complete {
+            return Err(format!(
+                "sweep removed {} of {EXPIRED} expired (Scan found {matched})",
+                summary.deleted
+            )
+            .into());
+        }
+        println!(
+            "| {live} | {} | {ours:.1} | {scanned} | {scan_units:.1} | {:.0}× | {} |",
+            summary.examined,
+            scan_units / ours,
+            summary.deleted
+        );
+        read_units.push(ours);
+        client.delete_table().table_name(&table).send().await?;
+    }
+    let spread = read_units
+        .iter()
+        .map(|u| (u / read_units[0] - 1.0).abs() * 100.0)
+        .fold(0.0, f64::max);
+    println!(
+        "\nOur sweep's read units differ by at most {spread:.1}% between the {} and {} live-session tables.",
+        LIVE[0], LIVE[2]
+    );
+    Ok(())
+}
+
+async fn touch_cost(client: &Client, meter: &CapacityMeter) -> Result<(), BoxError> {
+    let t0 = Timestamp::now();
+
+    println!("\n### Touches: write units per {TOUCHED} written touches\n");
+    println!("| expiry index design | table write units | index write units | index share |");
+    println!("|---|---:|---:|---:|");
+    let template = TableSpec::sessions()?;
+    let mut without = template.clone();
+    without.indexes.retain(|i| i.index_name() != EXPIRY_INDEX);
+    let mut naive = template.clone();
+    for index in naive.indexes.iter_mut().filter(|i| i.index_name() == EXPIRY_INDEX) {
+        *index = GlobalSecondaryIndex::builder()
+            .index_name(EXPIRY_INDEX)
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attr::EXPIRY_SHARD)
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attr::EXPIRES_AT)
+                    .key_type(KeyType::Range)
+                    .build()?,
+            )
+            .set_projection(index.projection().cloned())
+            .build()?;
+    }
+    naive.attributes.push(
+        AttributeDefinition::builder()
+            .attribute_name(attr::EXPIRES_AT)
+            .attribute_type(ScalarAttributeType::N)
+            .build()?,
+    );
+    prune_attributes(&mut without);
+    prune_attributes(&mut naive);
+    let mut skipped = None;
+    for (name, spec) in [
+        (
+            "ours: shard + coarse bucket, keys only, left alone by touches",
+            template,
+        ),
+        ("no expiry index", without),
+        ("naive: sort key = exact expiry", naive),
+    ] {
+        let table = format!("bench-touch-{}", SessionId::generate()?.fingerprint());
+        spec.create(client, &table).await?;
+        let store = DynamoStore::new(client.clone(), Config::for_table(&table));
+        let mut ids = Vec::new();
+        for _ in 0..TOUCHED {
+            ids.push(store.create(NewSession::default(), t0).await?.id);
+        }
+        meter.take();
+        for id in &ids {
+            store.touch(id, t0.plus(120)).await?;
+        }
+        let used = meter.take();
+        let share = used.index_write / (used.table_write + used.index_write) * 100.0;
+        println!(
+            "| {name} | {:.0} | {:.0} | {share:.0}% |",
+            used.table_write, used.index_write
+        );
+        if skipped.is_none() {
+            // Again within the touch step: the condition fails, nothing is written.
+            for id in &ids {
+                store.touch(id, t0.plus(130)).await?;
+            }
+            skipped = Some(meter.take().reports);
+        }
+        client.delete_table().table_name(&table).send().await?;
+    }
+    if let Some(written) = skipped {
+        println!(
+            "\n{TOUCHED} more touches 10 s later (within the 60 s touch step) on our table: {TOUCHED} requests, {written} items written. \
+             Each is a conditional UpdateItem whose condition fails; DynamoDB reports no capacity for it but bills a failed \
+             conditional write like a write of the item (at least 1 unit)."
+        );
+    }
+    Ok(())
+}
