@@ -185,7 +185,20 @@ impl DynamoStore {
         }
         summary.buckets = buckets.len() as u64;
         summary.duration_ms = started.elapsed().as_millis() as u64;
-        info!(summary = ?summary, "sweep finished");
+        info!(
+            examined = summary.examined,
+            deleted = summary.deleted,
+            skipped_live = summary.skipped_live,
+            already_gone = summary.already_gone,
+            buckets = summary.buckets,
+            duration_ms = summary.duration_ms,
+            consumed_read_units = summary.consumed_read_units,
+            consumed_write_units = summary.consumed_write_units,
+            complete = summary.complete,
+            stopped_by = ?summary.stopped_by,
+            dry_run = summary.dry_run,
+            "sweep finished"
+        );
         Ok(summary)
     }
 

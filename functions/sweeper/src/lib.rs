@@ -10,7 +10,8 @@ use serde_json::Value;
 use session_store::sweep::{SweepOptions, SweepSummary};
 use session_store::{Clock, DynamoStore, SystemClock};
 
-/// Time kept back from the Lambda deadline to finish the deletes in flight and report.
+/// Time kept back from the Lambda deadline to finish the deletes in flight and
+/// report: this much, or a quarter of the time left when that is less.
 pub const SAFETY_MARGIN: Duration = Duration::from_secs(3);
 
 /// What the sweeper needs, built once per Lambda environment.
@@ -54,12 +55,39 @@ pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<Swee
     Ok(sweeper.store.sweep(&options).await?)
 }
 
-/// The instant to stop starting work: the Lambda deadline (epoch milliseconds) less the margin.
+/// The instant to stop starting work: the Lambda deadline (epoch milliseconds) less the margin;
+/// `None` when the context carries no usable deadline.
 fn deadline(deadline_ms: u64) -> Option<Instant> {
     if deadline_ms == 0 {
         return None;
     }
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(SAFETY_MARGIN);
-    Some(Instant::now() + left)
+    if deadline_ms <= now_ms {
+        // Lambda never runs a function past its deadline; a past one is not an instant
+        // (cargo lambda's emulator sends the timeout there). Sweep without a time budget.
+        tracing::warn!(
+            deadline_ms,
+            now_ms,
+            "the invocation deadline is not in the future; ignoring it"
+        );
+        return None;
+    }
+    Some(Instant::now() + budget(Duration::from_millis(deadline_ms.saturating_sub(now_ms))))
+}
+
+/// How much of the time `left` before the deadline a sweep may use.
+fn budget(left: Duration) -> Duration {
+    left - SAFETY_MARGIN.min(left / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_keeps_a_margin_even_under_short_timeouts() {
+        assert_eq!(budget(Duration::from_secs(60)), Duration::from_secs(57));
+        assert_eq!(budget(Duration::from_secs(3)), Duration::from_millis(2250));
+        assert_eq!(budget(Duration::ZERO), Duration::ZERO);
+    }
 }
