@@ -131,6 +131,11 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
     })
 }
 
+/// Reads a session item in the form Lambda's DynamoDB stream events carry it.
+pub fn decode_image(image: serde_dynamo::Item) -> Result<Record, StoreError> {
+    decode(image.into())
+}
+
 /// The key of the session item with id `id`.
 pub fn key(id: &SessionId) -> HashMap<String, AttributeValue> {
     HashMap::from([(attr::ID.to_owned(), AttributeValue::S(id.as_str().to_owned()))])

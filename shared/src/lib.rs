@@ -9,6 +9,7 @@
 //!
 //! Nothing here knows about Lambda or HTTP.
 
+pub mod audit;
 pub mod config;
 pub mod data;
 pub mod error;

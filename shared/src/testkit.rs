@@ -181,6 +181,23 @@ pub async fn store(adjust: impl FnOnce(&mut Config)) -> (DynamoStore, RequestCou
     (DynamoStore::new(client, config), counter)
 }
 
+/// The session item as stored (expired or not), read consistently, bypassing the store's rules.
+pub async fn raw_item(
+    store: &DynamoStore,
+    id: &crate::SessionId,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    store
+        .client()
+        .get_item()
+        .table_name(&store.config().table_name)
+        .set_key(Some(crate::item::key(id)))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem on DynamoDB Local")
+        .item
+}
+
 /// A clock that stands still until a test moves it.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);

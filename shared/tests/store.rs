@@ -1,7 +1,7 @@
 //! The store against DynamoDB Local: behaviour and requests per operation.
 
 use session_store::error::StoreError;
-use session_store::item::{attr, key};
+use session_store::item::attr;
 use session_store::testkit::{self, RequestCounter};
 use session_store::{DataPatch, DynamoStore, NewSession, SessionData, Subject, Timestamp};
 
@@ -138,16 +138,10 @@ async fn writes_never_bring_back_a_deleted_or_expired_session() {
         store.rotate(&s.id, true, now).await,
         Err(StoreError::NotFound)
     ));
-    let raw = store
-        .client()
-        .get_item()
-        .table_name(&store.config().table_name)
-        .set_key(Some(key(&s.id)))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    assert!(raw.item.is_none(), "no write recreated the item");
+    assert!(
+        testkit::raw_item(&store, &s.id).await.is_none(),
+        "no write recreated the item"
+    );
 
     let expired = store.create(new(60, 3600), now).await.unwrap();
     let later = now.plus(61);
@@ -358,17 +352,7 @@ async fn items_carry_a_numeric_ttl_and_an_expiry_bucket_at_or_before_it() {
     let (store, _, now) = setup().await;
     let s = store.create(new(600, 3600), now).await.unwrap();
     store.touch(&s.id, now.plus(120)).await.unwrap();
-    let item = store
-        .client()
-        .get_item()
-        .table_name(&store.config().table_name)
-        .set_key(Some(key(&s.id)))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = testkit::raw_item(&store, &s.id).await.unwrap();
     let n = |a: &str| item[a].as_n().unwrap().parse::<i64>().unwrap();
     assert_eq!(n(attr::EXPIRES_AT), now.plus(720).0);
     assert!(n(attr::EXPIRY_BUCKET) <= n(attr::EXPIRES_AT));

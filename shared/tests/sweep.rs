@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use session_store::error::StoreError;
-use session_store::item::key;
 use session_store::sweep::{StoppedBy, SweepOptions};
 use session_store::testkit;
 use session_store::{Config, DynamoStore, NewSession, SessionId, Timestamp};
@@ -26,16 +25,7 @@ async fn create(store: &DynamoStore, n: usize, idle: u32, now: Timestamp) -> Vec
 
 /// Whether the item is still in the table, expired or not.
 async fn stored(store: &DynamoStore, id: &SessionId) -> bool {
-    let out = store
-        .client()
-        .get_item()
-        .table_name(&store.config().table_name)
-        .set_key(Some(key(id)))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    out.item.is_some()
+    testkit::raw_item(store, id).await.is_some()
 }
 
 async fn setup(adjust: impl FnOnce(&mut Config)) -> (DynamoStore, Timestamp) {
