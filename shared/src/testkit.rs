@@ -153,23 +153,26 @@ pub fn client() -> (Client, RequestCounter) {
     )
 }
 
-/// Creates a sessions table with a name no other test uses, from `template.yaml`.
-pub async fn fresh_sessions_table(client: &Client) -> String {
+/// Creates the table `template.yaml` defines as `logical_id`, under a name no other test uses.
+pub async fn fresh_table(client: &Client, logical_id: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
-        "sessions-{}-{}",
+        "{logical_id}-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
-    let created = TableSpec::sessions()
-        .expect("template.yaml defines the sessions table")
-        .create(client, &name)
-        .await;
+    let spec = TableSpec::from_template(crate::schema::TEMPLATE, logical_id).expect("template.yaml defines the table");
+    let created = spec.create(client, &name).await;
     assert!(
-        created.expect("create the sessions table in DynamoDB Local"),
+        created.expect("create the table in DynamoDB Local"),
         "table {name} already existed"
     );
     name
+}
+
+/// Creates a sessions table with a name no other test uses, from `template.yaml`.
+pub async fn fresh_sessions_table(client: &Client) -> String {
+    fresh_table(client, crate::schema::SESSIONS_TABLE).await
 }
 
 /// A store on a fresh table; `adjust` may change the configuration first.

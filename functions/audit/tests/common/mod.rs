@@ -1,0 +1,60 @@
+//! Shared helpers: an auditor on a fresh DynamoDB Local audit table, events, and the table's contents.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use audit::Auditor;
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use aws_sdk_dynamodb::Client;
+use lambda_runtime::{Context, LambdaEvent};
+use session_store::audit::AuditLog;
+use session_store::testkit::{self, repo_root};
+
+/// An auditor on a fresh audit table made from `template.yaml`.
+pub async fn auditor(client: &Client) -> Auditor {
+    let table = testkit::fresh_table(client, "AuditTable").await;
+    Auditor {
+        log: AuditLog::new(client.clone(), table, 90),
+    }
+}
+
+/// The sample event `events/{name}.json`.
+pub fn event(name: &str) -> Event {
+    let text = std::fs::read_to_string(repo_root().join(format!("events/{name}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Runs the handler on a batch.
+pub async fn run(auditor: &Auditor, batch: &Event) -> DynamoDbEventResponse {
+    audit::handle(auditor, LambdaEvent::new(batch.clone(), Context::default()))
+        .await
+        .unwrap()
+}
+
+/// Every audit record, as event id -> (attribute -> string or number text).
+pub async fn audit_records(client: &Client, auditor: &Auditor) -> HashMap<String, HashMap<String, String>> {
+    let mut records = HashMap::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(auditor.log.table())
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let fields: HashMap<String, String> = item
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_s().or_else(|_| v.as_n()).cloned().unwrap_or_default()))
+                .collect();
+            records.insert(fields["event_id"].clone(), fields);
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return records;
+        }
+    }
+}
