@@ -1,0 +1,183 @@
+//! Records read from DynamoDB Local's own stream (DescribeStream, GetShardIterator,
+//! GetRecords) after real deletions: through the store, a sweep and TTL.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::dynamodb::Event;
+use common::*;
+use serde_json::{Value, json};
+use session_store::schema::TableSpec;
+use session_store::sweep::SweepOptions;
+use session_store::testkit;
+use session_store::{Config, DynamoStore, NewSession, Subject, Timestamp};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+/// One DynamoDB Streams API call, made over plain HTTP: DynamoDB Local (2026-05-28
+/// build) writes every map attribute of a stream image as a bare `{}`, which the
+/// SDK refuses to parse, so the JSON is read here and those values repaired.
+fn streams_call(target: &str, body: Value) -> Value {
+    let endpoint = testkit::endpoint();
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body = body.to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDBStreams_20120810.{target}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=local/20261122/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, json) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{target}: {response}");
+    serde_json::from_str(json).unwrap()
+}
+
+/// Gives every untyped `{}` attribute value in an image its type back (an empty map).
+fn repair(image: &mut Value) {
+    let Some(attributes) = image.as_object_mut() else {
+        return;
+    };
+    for value in attributes.values_mut() {
+        match value.as_object_mut() {
+            Some(v) if v.is_empty() => *value = json!({ "M": {} }),
+            Some(v) => {
+                if let Some(inner) = v.get_mut("M") {
+                    repair(inner);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// Every record on the table's stream so far, as Lambda's DynamoDB event source delivers them.
+async fn stream_batch(store: &DynamoStore) -> Event {
+    let table = store
+        .client()
+        .describe_table()
+        .table_name(&store.config().table_name)
+        .send()
+        .await
+        .unwrap();
+    let arn = table.table.unwrap().latest_stream_arn.unwrap();
+    let description = streams_call("DescribeStream", json!({ "StreamArn": arn }));
+    let mut records = Vec::new();
+    for shard in description["StreamDescription"]["Shards"].as_array().unwrap() {
+        let start = json!({ "StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON" });
+        let mut iterator = streams_call("GetShardIterator", start)["ShardIterator"].clone();
+        while iterator.is_string() {
+            let mut page = streams_call("GetRecords", json!({ "ShardIterator": iterator }));
+            let Some(batch) = page["Records"].as_array_mut().filter(|r| !r.is_empty()) else {
+                break;
+            };
+            for record in batch.iter_mut() {
+                repair(&mut record["dynamodb"]["OldImage"]);
+                record["eventSourceARN"] = json!(arn);
+            }
+            records.append(batch);
+            iterator = page["NextShardIterator"].clone();
+        }
+    }
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+/// The sessions table of `template.yaml` without its indexes.
+async fn table_without_indexes(client: &aws_sdk_dynamodb::Client) -> String {
+    let mut spec = TableSpec::sessions().unwrap();
+    spec.indexes.clear();
+    spec.attributes
+        .retain(|a| a.attribute_name() == session_store::item::attr::ID);
+    let name = format!("sessions-no-indexes-{}", std::process::id());
+    assert!(spec.create(client, &name).await.unwrap());
+    name
+}
+
+#[tokio::test]
+async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
+    let (client, _) = testkit::client();
+    let store = DynamoStore::new(
+        client.clone(),
+        Config::for_table(testkit::fresh_sessions_table(&client).await),
+    );
+    let auditor = auditor(&client).await;
+    let now = Timestamp::now();
+    let alice = Subject::parse("alice").unwrap();
+    let owned = || NewSession {
+        subject: Some(alice.clone()),
+        ..Default::default()
+    };
+
+    let logged_out = store.create(owned(), now).await.unwrap();
+    store.delete(&logged_out.id).await.unwrap();
+    let rotated = store.create(owned(), now).await.unwrap();
+    let successor = store.rotate(&rotated.id, true, now).await.unwrap();
+    let kept = store.create(owned(), now).await.unwrap();
+    let elsewhere = store.create(owned(), now).await.unwrap();
+    assert_eq!(
+        store.revoke_subject(&alice, Some(&kept.id), now).await.unwrap(),
+        2,
+        "the successor and `elsewhere`"
+    );
+    // Expired ten minutes ago in real time: the audit compares the expiry with the stream
+    // record's time, which DynamoDB Local rounds down to the minute.
+    let idle = NewSession {
+        idle_timeout_seconds: Some(60),
+        ..Default::default()
+    };
+    let swept = store.create(idle, Timestamp(now.0 - 660)).await.unwrap();
+    assert_eq!(store.sweep(&SweepOptions::at(now)).await.unwrap().deleted, 1);
+    // Already past its expiry in real time, so TTL removes it. DynamoDB Local (2026-05-28 build)
+    // never TTL-deletes from a table that has a GSI with a sort key, as the sessions table does;
+    // so this one lives in the same table without its indexes (same key, stream and TTL).
+    let ttl_store = DynamoStore::new(client.clone(), Config::for_table(table_without_indexes(&client).await));
+    let long_ago = Timestamp(now.0 - 3600);
+    let short = NewSession {
+        idle_timeout_seconds: Some(10),
+        ..Default::default()
+    };
+    let timed_out = ttl_store.create(short, long_ago).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while testkit::raw_item(&ttl_store, &timed_out.id).await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "DynamoDB Local's TTL did not remove the item within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let mut batch = stream_batch(&store).await;
+    batch.records.extend(stream_batch(&ttl_store).await.records);
+    assert!(run(&auditor, &batch).await.batch_item_failures.is_empty());
+    assert!(
+        run(&auditor, &batch).await.batch_item_failures.is_empty(),
+        "the same batch again"
+    );
+    let records = audit_records(&client, &auditor).await;
+    let causes: HashMap<String, String> = records
+        .values()
+        .map(|r| (r["session"].clone(), r["cause"].clone()))
+        .collect();
+    let expected = HashMap::from([
+        (logged_out.id.fingerprint(), "revoked".to_string()),
+        (rotated.id.fingerprint(), "revoked".to_string()),
+        (successor.id.fingerprint(), "revoked".to_string()),
+        (elsewhere.id.fingerprint(), "revoked".to_string()),
+        (swept.id.fingerprint(), "expired".to_string()),
+        (timed_out.id.fingerprint(), "ttl".to_string()),
+    ]);
+    assert_eq!(causes, expected);
+    assert_eq!(records.len(), expected.len(), "one record per deletion, replay or not");
+    let deletions = batch
+        .records
+        .iter()
+        .filter(|r| r.event_name != "INSERT" && r.event_name != "MODIFY")
+        .count();
+    assert_eq!(deletions, expected.len(), "the stream carried exactly these deletions");
+}
