@@ -252,3 +252,54 @@ async fn touch_cost(client: &Client, meter: &CapacityMeter) -> Result<(), BoxErr
     }
     Ok(())
 }
+
+/// Records per second the audit handler writes into DynamoDB Local, by batch size.
+pub async fn audit_throughput() -> Result<(), BoxError> {
+    use aws_lambda_events::event::dynamodb::Event;
+    use lambda_runtime::{Context, LambdaEvent};
+    use session_store::audit::AuditLog;
+
+    let sample = std::fs::read_to_string(testkit::repo_root().join("events/audit-user-delete.json"))?;
+    let sample: Event = serde_json::from_str(&sample)?;
+    let (client, _) = testkit::client();
+    println!("### Audit: records per second\n");
+    println!("Each record a REMOVE of a session (the `events/audit-user-delete.json` sample with its own event id),");
+    println!("written with a conditional PutItem, 32 in flight, to an audit table in DynamoDB Local.\n");
+    println!("| batch size | batches | records | seconds | records/s |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (size, batches) in [(100usize, 20usize), (1_000, 4)] {
+        let auditor = audit::Auditor {
+            log: AuditLog::new(client.clone(), testkit::fresh_table(&client, "AuditTable").await, 90),
+        };
+        let events: Vec<Event> = (0..batches)
+            .map(|b| {
+                let mut event = sample.clone();
+                event.records = (0..size)
+                    .map(|i| {
+                        let mut record = sample.records[0].clone();
+                        record.event_id = format!("bench-{size}-{b}-{i}");
+                        record.change.sequence_number = Some(format!("{:021}", b * size + i));
+                        record
+                    })
+                    .collect();
+                event
+            })
+            .collect();
+        let started = Instant::now();
+        for event in events {
+            let response = audit::handle(&auditor, LambdaEvent::new(event, Context::default()))
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.batch_item_failures.is_empty() {
+                return Err(format!("a batch reported failures: {:?}", response.batch_item_failures).into());
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let records = size * batches;
+        println!(
+            "| {size} | {batches} | {records} | {seconds:.2} | {:.0} |",
+            records as f64 / seconds
+        );
+    }
+    Ok(())
+}

@@ -21,7 +21,10 @@ async fn main() -> ExitCode {
         ["create-tables"] => create_tables("sessions").await,
         ["create-tables", "--sessions-table", name] => create_tables(name).await,
         ["bench-sweep", which @ ..] => bench::run(which).await,
-        _ => Err("usage: xtask create-tables [--sessions-table NAME] | bench-sweep [sweep] [touches]".into()),
+        ["bench-audit"] => bench::audit_throughput().await,
+        _ => Err(
+            "usage: xtask create-tables [--sessions-table NAME] | bench-sweep [sweep] [touches] | bench-audit".into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
