@@ -260,6 +260,8 @@ impl DynamoStore {
                 Ok(out) => return Ok((Outcome::Deleted, 0.0, units(out.consumed_capacity()))),
                 Err(err) => err,
             };
+            // A failed conditional delete carries no ConsumedCapacity; DynamoDB bills it as
+            // at least one write unit, which is what is counted for it here.
             if let Some(DeleteItemError::ConditionalCheckFailedException(c)) = err.as_service_error() {
                 return match c.item.clone() {
                     None => Ok((Outcome::Gone, 0.0, 1.0)),
