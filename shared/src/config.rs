@@ -1,7 +1,5 @@
 //! Configuration, read once at start-up from the environment.
 
-use std::time::Duration;
-
 /// The hard ceiling for `SESSION_MAX_DATA_BYTES`: DynamoDB items are at most 400 KB,
 /// and the rest of the item (ids, timestamps, attribute names) needs room too.
 pub const DATA_BYTES_CEILING: usize = 380_000;
@@ -143,11 +141,6 @@ impl Config {
             return fail("SESSION_EXPIRY_BUCKET_SECONDS", "must be positive");
         }
         Ok(())
-    }
-
-    /// How long a client should wait before retrying after the store was unavailable.
-    pub fn retry_after(&self) -> Duration {
-        Duration::from_secs(1)
     }
 }
 

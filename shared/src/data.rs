@@ -63,11 +63,6 @@ impl SessionData {
         self.0.is_empty()
     }
 
-    /// The compact JSON text of the value under `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|v| v.get())
-    }
-
     /// Applies a merge patch: sets each non-null key, removes each null one.
     pub fn apply(&mut self, patch: &DataPatch) {
         for (key, value) in &patch.0 {

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::data::DataPatch;
 use crate::error::{StoreError, ValidationError};
 use crate::id::SessionId;
-use crate::item::{self, EXPIRY_INDEX, Record, SUBJECT_INDEX, attr};
+use crate::item::{self, Record, SUBJECT_INDEX, attr};
 use crate::model::{Change, NewSession, Session, SessionSummary, Subject, Timestamp, check_data_size, expiry_bucket};
 
 /// Attempts at a write whose item keeps changing underneath it.
@@ -649,11 +649,6 @@ impl DynamoStore {
             .try_collect()
             .await?;
         Ok(deleted.into_iter().filter(|live| *live).count() as u64)
-    }
-
-    /// Name of the index the sweeper reads expired sessions from.
-    pub fn expiry_index(&self) -> &'static str {
-        EXPIRY_INDEX
     }
 }
 
