@@ -1,6 +1,8 @@
 //! Audit records of session deletions: when, whose and why, written exactly
 //! once per stream event however often the stream delivers it.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -33,6 +35,13 @@ impl Cause {
         } else {
             Self::Revoked
         }
+    }
+
+    /// The cause named `name` (as [`Self::as_str`] gives it).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Ttl, Self::Expired, Self::Revoked]
+            .into_iter()
+            .find(|c| c.as_str() == name)
     }
 
     /// The cause's name as stored and logged.
@@ -82,6 +91,9 @@ impl AuditRecord {
         }
     }
 }
+
+/// The audit table's index of an owner's records by deletion time.
+pub const SUBJECT_INDEX: &str = "subject-index";
 
 /// Audit table attribute names.
 pub mod attr {
@@ -174,10 +186,52 @@ impl AuditLog {
         }
     }
 
+    /// Every audit record of `subject`'s sessions, oldest deletion first.
+    pub async fn by_subject(&self, subject: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SUBJECT_INDEX)
+            .key_condition_expression("#subject = :subject")
+            .expression_attribute_names("#subject", attr::SUBJECT)
+            .expression_attribute_values(":subject", AttributeValue::S(subject.to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await?;
+        pages
+            .iter()
+            .map(|item| decode(item).ok_or(StoreError::Corrupt(None)))
+            .collect()
+    }
+
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
     }
+}
+
+/// An audit record read back from the table; `None` if it is not one.
+fn decode(item: &HashMap<String, AttributeValue>) -> Option<AuditRecord> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let time = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .map(Timestamp)
+    };
+    Some(AuditRecord {
+        event_id: text(attr::EVENT_ID)?,
+        session: text(attr::SESSION)?,
+        subject: text(attr::SUBJECT),
+        cause: Cause::parse(&text(attr::CAUSE)?)?,
+        deleted_at: time(attr::DELETED_AT)?,
+        created_at: time(attr::CREATED_AT)?,
+        last_active_at: time(attr::LAST_ACTIVE_AT)?,
+        expires_at: time(attr::EXPIRES_AT)?,
+    })
 }
 
 #[cfg(test)]

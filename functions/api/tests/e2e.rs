@@ -1,14 +1,16 @@
 //! End to end: the README's run command (`scripts/run --in-memory`) brings up
-//! DynamoDB Local and `cargo lambda watch`, and a session lives its life over HTTP.
+//! DynamoDB Local, the three functions under `cargo lambda watch` and the local
+//! triggers; a session lives its whole life over HTTP, is swept by the scheduled
+//! sweeper and audited from the stream.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use session_store::testkit::repo_root;
+use session_store::audit::{AuditLog, AuditRecord, Cause};
+use session_store::testkit::{self, repo_root};
+use session_store::{Config, DynamoStore, SessionId};
 
 /// The `scripts/run` process group, stopped (as Ctrl-C would) when dropped.
 struct Service(Child);
@@ -33,119 +35,198 @@ impl Drop for Service {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-struct HttpReply {
+struct Reply {
     status: u16,
-    headers: String,
+    content_type: String,
+    etag: String,
     json: Value,
 }
 
-/// One HTTP/1.1 request with `Connection: close`.
-fn http(port: u16, method: &str, path: &str, content_type: &str, body: &str) -> std::io::Result<HttpReply> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
-    let request = format!(
-        "{method} /lambda-url/api{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, mut body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let dechunked;
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || tail.len() < n {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            rest = tail[n..].trim_start_matches("\r\n");
+/// The API that `scripts/run` serves.
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(port: u16) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // The first request waits for `cargo lambda watch` to build the function.
+            .timeout_global(Some(Duration::from_secs(900)))
+            .build()
+            .into();
+        Self {
+            base: format!("http://127.0.0.1:{port}/lambda-url/api"),
+            agent,
         }
-        dechunked = out;
-        body = &dechunked;
     }
-    Ok(HttpReply {
-        status,
-        headers: head.to_ascii_lowercase(),
-        json: serde_json::from_str(body).unwrap_or(Value::Null),
-    })
+
+    fn send(&self, method: &str, path: &str, content_type: &str, body: Option<&str>) -> Result<Reply, ureq::Error> {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body.unwrap_or_default().to_owned())
+            .expect("a valid request");
+        let mut response = self.agent.run(request)?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (content_type, etag) = (header("content-type"), header("etag"));
+        let text = response.body_mut().read_to_string()?;
+        Ok(Reply {
+            status: response.status().as_u16(),
+            content_type,
+            etag,
+            json: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map(|b| b.to_string());
+        self.send(method, path, "application/json", body.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn create(&self, body: Value) -> String {
+        let created = self.call("POST", "/sessions", Some(body));
+        assert_eq!(created.status, 201, "{}", created.json);
+        created.json["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Polls `check` every half second until it gives a value, or fails after `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn fingerprint(id: &str) -> String {
+    SessionId::parse(id).unwrap().fingerprint()
+}
+
+fn cause_of(records: &[AuditRecord], id: &str) -> Option<Cause> {
+    let fingerprint = fingerprint(id);
+    records.iter().find(|r| r.session == fingerprint).map(|r| r.cause)
 }
 
 #[test]
-fn the_run_command_serves_the_api_over_http_on_dynamodb_local() {
+fn the_run_command_runs_the_whole_lifecycle_locally() {
     let (ddb_port, api_port) = (free_port(), free_port());
     let child = Command::new(repo_root().join("scripts/run"))
         .arg("--in-memory")
         .env("DDB_PORT", ddb_port.to_string())
         .env("API_PORT", api_port.to_string())
+        .env("SCHEDULE_EVERY", "2")
         .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
         .stdin(Stdio::null())
         .process_group(0)
         .spawn()
         .expect("scripts/run starts");
     let _service = Service(child);
+    let api = Api::new(api_port);
+    wait_for("the API answering /health", Duration::from_secs(900), || {
+        api.send("GET", "/health", "application/json", None)
+            .ok()
+            .filter(|r| r.status == 200)
+    });
 
-    // The first request waits for `cargo lambda watch` to build the function.
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        match http(api_port, "GET", "/health", "application/json", "") {
-            Ok(reply) if reply.status == 200 => break,
-            _ if Instant::now() > deadline => panic!("the API did not answer /health within 15 minutes"),
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
-    let send = |method: &str, path: &str, body: Value| {
-        http(api_port, method, path, "application/json", &body.to_string()).expect("the API answers")
-    };
-
-    let created = send(
+    // Create, read, merge, rotate, list, delete.
+    let created = api.call(
         "POST",
         "/sessions",
-        json!({"subject": "e2e-user", "data": {"n": 12345678901234567890u128, "": 1}}),
+        Some(json!({"subject": "e2e-user", "data": {"n": 12345678901234567890u128, "": 1}})),
     );
     assert_eq!(created.status, 201, "{}", created.json);
-    assert!(created.headers.contains("etag: \"1\""), "{}", created.headers);
+    assert_eq!(created.etag, "\"1\"");
     let id = created.json["id"].as_str().unwrap().to_owned();
-
-    let got = send("GET", &format!("/sessions/{id}"), Value::Null);
+    let got = api.call("GET", &format!("/sessions/{id}"), None);
     assert_eq!((got.status, &got.json), (200, &created.json));
-
-    let patched = http(
-        api_port,
-        "PATCH",
-        &format!("/sessions/{id}"),
-        "application/merge-patch+json",
-        r#"{"data":{"":null,"k":"v"}}"#,
-    )
-    .unwrap();
+    let patched = api
+        .send(
+            "PATCH",
+            &format!("/sessions/{id}"),
+            "application/merge-patch+json",
+            Some(r#"{"data":{"":null,"k":"v"}}"#),
+        )
+        .unwrap();
     assert_eq!(patched.status, 200, "{}", patched.json);
     assert_eq!(patched.json["data"], json!({"n": 12345678901234567890u128, "k": "v"}));
-
-    let rotated = send("POST", &format!("/sessions/{id}/rotate"), json!({}));
+    let rotated = api.call("POST", &format!("/sessions/{id}/rotate"), Some(json!({})));
     assert_eq!(rotated.status, 201, "{}", rotated.json);
-    let new_id = rotated.json["id"].as_str().unwrap().to_owned();
-    assert_eq!(send("GET", &format!("/sessions/{id}"), Value::Null).status, 404);
-
-    let listed = send("GET", "/subjects/e2e-user/sessions", Value::Null);
+    let successor = rotated.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(api.call("GET", &format!("/sessions/{id}"), None).status, 404);
+    let listed = api.call("GET", "/subjects/e2e-user/sessions", None);
     assert_eq!(
         listed.json["sessions"].as_array().map(Vec::len),
         Some(1),
         "{}",
         listed.json
     );
-
-    assert_eq!(send("DELETE", &format!("/sessions/{new_id}"), Value::Null).status, 204);
-    let gone = send("GET", &format!("/sessions/{new_id}"), Value::Null);
+    assert_eq!(api.call("DELETE", &format!("/sessions/{successor}"), None).status, 204);
+    let gone = api.call("GET", &format!("/sessions/{successor}"), None);
     assert_eq!(gone.status, 404);
-    assert!(
-        gone.headers.contains("content-type: application/problem+json"),
-        "{}",
-        gone.headers
+    assert_eq!(gone.content_type, "application/problem+json");
+
+    // Expiry: a session left idle past its 2-second timeout reads 404 at once; the
+    // scheduled sweeper then removes it, and the audit function, fed from the stream,
+    // records why. A session deleted while live is recorded as revoked.
+    let idle = api.create(json!({"subject": "lifecycle-user", "idle_timeout_seconds": 2}));
+    let logged_out = api.create(json!({"subject": "lifecycle-user"}));
+    assert_eq!(api.call("DELETE", &format!("/sessions/{logged_out}"), None).status, 204);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(api.call("GET", &format!("/sessions/{idle}"), None).status, 404);
+
+    let endpoint = format!("http://127.0.0.1:{ddb_port}");
+    let client = aws_sdk_dynamodb::Client::from_conf(testkit::local_config_at(&endpoint).build());
+    let store = DynamoStore::new(client.clone(), Config::for_table("sessions"));
+    let audit = AuditLog::new(client, "audit", 1);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let idle_id = SessionId::parse(&idle).unwrap();
+    // The first sweep waits for `cargo lambda watch` to build the sweeper.
+    wait_for(
+        "the sweeper removing the expired session",
+        Duration::from_secs(900),
+        || {
+            runtime
+                .block_on(testkit::raw_item(&store, &idle_id))
+                .is_none()
+                .then_some(())
+        },
     );
+    let records = wait_for("audit records of both sessions", Duration::from_secs(900), || {
+        let records = runtime.block_on(audit.by_subject("lifecycle-user")).unwrap();
+        (records.len() >= 2).then_some(records)
+    });
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(cause_of(&records, &idle), Some(Cause::Expired), "{records:?}");
+    assert_eq!(cause_of(&records, &logged_out), Some(Cause::Revoked), "{records:?}");
+
+    // The rotated-away and the deleted session of the first part: revoked, once each.
+    let records = wait_for("audit records of e2e-user", Duration::from_secs(60), || {
+        let records = runtime.block_on(audit.by_subject("e2e-user")).unwrap();
+        (records.len() >= 2).then_some(records)
+    });
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(cause_of(&records, &id), Some(Cause::Revoked), "{records:?}");
+    assert_eq!(cause_of(&records, &successor), Some(Cause::Revoked), "{records:?}");
 }

@@ -65,7 +65,7 @@ fn deadline(deadline_ms: u64) -> Option<Instant> {
     if deadline_ms <= now_ms {
         // Lambda never runs a function past its deadline; a past one is not an instant
         // (cargo lambda's emulator sends the timeout there). Sweep without a time budget.
-        tracing::warn!(
+        tracing::debug!(
             deadline_ms,
             now_ms,
             "the invocation deadline is not in the future; ignoring it"
