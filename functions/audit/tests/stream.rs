@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::dynamodb::Event;
 use common::*;
 use local_triggers::streams::DynamoDbLocal;
-use serde_json::{Value, json};
+use serde_json::json;
 use session_store::schema::TableSpec;
 use session_store::sweep::SweepOptions;
 use session_store::testkit;
