@@ -1,16 +1,56 @@
-//! Start-up shared by the Lambda functions: JSON logs and the AWS SDK configuration.
+//! Start-up shared by the Lambda functions: JSON logs, the HTTPS client and the
+//! AWS SDK configuration.
 
 use std::time::Duration;
 
-/// JSON log lines (with the Lambda request id from the runtime's span), filtered by `RUST_LOG`.
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use base64::Engine;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+
+/// JSON log lines (with the Lambda request id from the runtime's span), filtered
+/// by `RUST_LOG` (`info` when unset or unreadable). `RUST_LOG` takes
+/// `level` and `target=level` directives, comma-separated.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let logs = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_current_span(true)
         .with_span_list(false)
         .without_time()
-        .init();
+        .finish();
+    tracing::subscriber::set_global_default(tracing_subscriber::layer::SubscriberExt::with(logs, filter))
+        .expect("logging is set up once, at start-up");
+}
+
+/// The HTTPS client of every DynamoDB client: rustls on ring, trusting the
+/// Mozilla root certificates built into the binary (`webpki-root-certs`).
+///
+/// The SDK's default client loads the system's certificates at start-up
+/// instead, reading every file of the certificate directories; that was most
+/// of this function's cold start (see BENCHMARKS.md).
+pub fn http_client() -> SharedHttpClient {
+    let mut trust_store = TrustStore::empty().with_native_roots(false);
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let mut pem = String::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2048);
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        pem.push_str(&base64.encode(cert.as_ref()));
+        pem.push_str("\n-----END CERTIFICATE-----\n");
+    }
+    trust_store.add_pem_certificate(pem);
+    let context = TlsContext::builder().with_trust_store(trust_store);
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::rustls(CryptoMode::Ring))
+        .tls_context(
+            context
+                .build()
+                .expect("building a TLS context only stores its settings"),
+        )
+        .build_https()
 }
 
 /// The SDK configuration from the environment, with bounded waits so that a
@@ -23,6 +63,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .operation_timeout(Duration::from_secs(6))
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
         .timeout_config(timeouts)
         .load()
         .await

@@ -113,6 +113,28 @@ impl DynamoStore {
         &self.client
     }
 
+    /// Readies the client before the first request: resolves credentials and
+    /// the endpoint and opens the connection (DNS, TCP, TLS) with one eventually
+    /// consistent GetItem of a key no session can have (ids are 43 characters).
+    /// Called during a Lambda's init, which runs at full CPU whatever the memory
+    /// size. Returns whether DynamoDB answered; a failure only costs the first
+    /// request the set-up it would have paid anyway.
+    pub async fn warm_up(&self) -> bool {
+        let result = self
+            .client
+            .get_item()
+            .table_name(&self.config.table_name)
+            .key(attr::ID, AttributeValue::S("warm-up".into()))
+            .projection_expression("#id")
+            .expression_attribute_names("#id", attr::ID)
+            .send()
+            .await;
+        if let Err(e) = &result {
+            warn!(error = ?e, "warm-up request failed; the first request will set up the connection");
+        }
+        result.is_ok()
+    }
+
     /// Creates a session: one conditional PutItem (`attribute_not_exists`), so an
     /// id can never overwrite another session.
     pub async fn create(&self, request: NewSession, now: Timestamp) -> Result<Session, StoreError> {

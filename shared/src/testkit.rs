@@ -157,6 +157,7 @@ pub fn local_config_at(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
+        .http_client(crate::runtime::http_client())
         .credentials_provider(Credentials::new("local", "local", None, None, "testkit"))
 }
 

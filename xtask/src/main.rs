@@ -10,13 +10,22 @@
 //! DynamoDB Local that `scripts/run` started.
 //!
 //! `cargo run --release -p xtask -- bench-sweep` (or `scripts/bench`) measures
-//! what sweeps and touches cost on DynamoDB Local.
+//! what sweeps and touches cost on DynamoDB Local; `bench-lambda BIN_DIR`
+//! (`scripts/bench lambda`) the cold start, memory and size of the release binaries;
+//! `bench-api` (`scripts/bench api`) what the api handler adds to its DynamoDB calls.
 
+mod api_bench;
 mod bench;
+mod lambda_bench;
+mod runtime_api;
 
 use std::process::ExitCode;
 
 use session_store::schema::{SESSIONS_TABLE, TEMPLATE, TableSpec};
+
+/// Counts allocations for `bench-api`; the system allocator otherwise.
+#[global_allocator]
+static ALLOCATOR: api_bench::CountingAllocator = api_bench::CountingAllocator;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,9 +34,11 @@ async fn main() -> ExitCode {
         ["create-tables", tables @ ..] => create_tables(tables).await,
         ["bench-sweep", which @ ..] => bench::run(which).await,
         ["bench-audit"] => bench::audit_throughput().await,
+        ["bench-api"] => api_bench::run().await,
+        ["bench-lambda", bin_dir, parts @ ..] => lambda_bench::run(std::path::Path::new(bin_dir), parts).await,
         ["audit-log", subject] => audit_log(subject).await,
         _ => Err(
-            "usage: xtask create-tables [LogicalId=name]... | audit-log SUBJECT | bench-sweep [sweep] [touches] | bench-audit".into(),
+            "usage: xtask create-tables [LogicalId=name]... | audit-log SUBJECT | bench-sweep [sweep] [touches] | bench-audit | bench-api | bench-lambda BIN_DIR [size] [cold-start] [memory]".into(),
         ),
     };
     match result {
@@ -56,7 +67,7 @@ async fn create_tables(tables: &[&str]) -> Result<(), Box<dyn std::error::Error>
             .map(|t| t.split_once('=').ok_or(format!("{t}: expected LogicalId=name")))
             .collect::<Result<_, _>>()?
     };
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = session_store::runtime::sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     for (logical_id, name) in tables {
         let spec = TableSpec::from_template(TEMPLATE, logical_id)?;

@@ -9,6 +9,8 @@ async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
     let client = aws_sdk_dynamodb::Client::new(&runtime::sdk_config().await);
-    let app = App::new(DynamoStore::new(client, config));
+    let store = DynamoStore::new(client, config);
+    store.warm_up().await;
+    let app = App::new(store);
     run(service_fn(|request| handle(&app, request))).await
 }

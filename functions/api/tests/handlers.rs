@@ -266,14 +266,16 @@ fn with_query(mut event: Value, name: &str, value: &str) -> Value {
 
 #[tokio::test]
 async fn an_owners_sessions_are_listed_and_revoked_but_one() {
-    let (app, _, _) = app().await;
+    let (app, counter, _) = app().await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(create(&app, r#"{"subject": "user-42", "data": {"secret": 1}}"#).await);
     }
     create(&app, r#"{"subject": "someone-else"}"#).await;
+    counter.take();
     let listed = call(&app, &event("list-subject-sessions")).await;
     assert_eq!(listed.status, 200, "{}", listed.json);
+    assert_eq!(counter.take(), 2, "a page: one Query, one BatchGetItem");
     let sessions = listed.json["sessions"].as_array().unwrap();
     let mut listed_ids: Vec<_> = sessions.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
     listed_ids.sort();
@@ -292,9 +294,14 @@ async fn an_owners_sessions_are_listed_and_revoked_but_one() {
     let rest = call(&app, &with_query(event("list-subject-sessions"), "cursor", cursor)).await;
     assert_eq!(rest.json["sessions"].as_array().unwrap().len(), 1);
 
-    let revoke = event_for("revoke-subject-sessions", &ids[0]);
-    let revoked = call(&app, &revoke).await;
+    counter.take();
+    let nobody = event("list-subject-sessions").to_string().replace("user-42", "nobody");
+    let nobody = call(&app, &serde_json::from_str(&nobody).unwrap()).await;
+    assert_eq!(nobody.json["sessions"], json!([]));
+    assert_eq!(counter.take(), 1, "an empty page: the Query alone");
+    let revoked = call(&app, &event_for("revoke-subject-sessions", &ids[0])).await;
     assert_eq!((revoked.status, revoked.json.clone()), (200, json!({"revoked": 2})));
+    assert_eq!(counter.take(), 3, "revoke: one Query, one DeleteItem per session");
     assert_eq!(call(&app, &event_for("get-session", &ids[0])).await.status, 200);
     assert_eq!(call(&app, &event_for("get-session", &ids[1])).await.status, 404);
 }
@@ -318,17 +325,11 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
 
 #[tokio::test]
 async fn dynamodb_down_is_a_503_with_retry_after() {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(format!("http://{closed}"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "test"))
-        .build();
+    let config = session_store::testkit::local_config_at(&format!("http://{closed}")).build();
     let store = session_store::DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(config),
         session_store::Config::for_table("sessions"),
