@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use local_triggers::Error;
 use local_triggers::lambda::Emulator;
 use local_triggers::mapping::{self, Invocation};
-use local_triggers::streams::{self, DynamoDbLocal, Position};
+use local_triggers::streams::{self, DynamoDbLocal, Position, Stream};
 use local_triggers::template::{Schedule, StreamSource, Triggers};
 
 /// How often each shard is polled (Lambda polls stream shards four times a second).
@@ -153,9 +153,9 @@ struct ShardReader {
 
 /// Reads `table`'s stream for ever, delivering records as the event source mapping would.
 fn run_stream(source: &StreamSource, table: &str, db: &DynamoDbLocal, emulator: &Emulator) {
-    let arn = loop {
-        match db.stream_arn(table) {
-            Ok(arn) => break arn,
+    let stream = loop {
+        match db.stream(table) {
+            Ok(stream) => break stream,
             Err(e) => {
                 eprintln!("local-triggers: waiting for the stream of table {table}: {e}");
                 thread::sleep(Duration::from_secs(2));
@@ -171,19 +171,19 @@ fn run_stream(source: &StreamSource, table: &str, db: &DynamoDbLocal, emulator: 
     let mut refreshed: Option<Instant> = None;
     loop {
         if refreshed.is_none_or(|at| at.elapsed() > SHARD_REFRESH) {
-            match open_new_shards(source, db, &arn, &mut readers, &finished) {
+            match open_new_shards(source, db, &stream.arn, &mut readers, &finished) {
                 Ok(()) => refreshed = Some(Instant::now()),
                 Err(e) => eprintln!("local-triggers: listing the shards of table {table}: {e}"),
             }
         }
         let shards: Vec<String> = readers.keys().cloned().collect();
         for shard in shards {
-            if let Err(e) = poll_shard(source, db, emulator, &arn, &shard, &mut readers, &mut finished) {
+            if let Err(e) = poll_shard(source, db, emulator, &stream, &shard, &mut readers, &mut finished) {
                 eprintln!("local-triggers: reading {shard}: {e}");
                 // Re-open where we stopped; DynamoDB Local may have restarted.
                 if let Some(reader) = readers.get_mut(&shard) {
                     let position = reader.last.clone().map_or(Position::Oldest, Position::After);
-                    match db.shard_iterator(&arn, &shard, &position) {
+                    match db.shard_iterator(&stream.arn, &shard, &position) {
                         Ok(iterator) => reader.iterator = iterator,
                         Err(_) => thread::sleep(Duration::from_secs(1)),
                     }
@@ -230,7 +230,7 @@ fn poll_shard(
     source: &StreamSource,
     db: &DynamoDbLocal,
     emulator: &Emulator,
-    arn: &str,
+    stream: &Stream,
     shard: &str,
     readers: &mut HashMap<String, ShardReader>,
     finished: &mut HashSet<String>,
@@ -247,7 +247,7 @@ fn poll_shard(
             let records = page
                 .records
                 .into_iter()
-                .map(|r| streams::lambda_record(r, arn, read_at))
+                .map(|r| streams::lambda_record(r, stream, read_at))
                 .collect();
             let delivery = mapping::deliver(
                 source,

@@ -3,7 +3,8 @@
 //!
 //! Plain JSON rather than the SDK because DynamoDB Local (2026-05-28 build) writes
 //! every map attribute of a stream image as a bare `{}`, which the SDK refuses to
-//! parse; [`lambda_record`] gives those values their type back.
+//! parse; [`lambda_record`] gives those values their type back, and gives its
+//! TTL deletions the shape DynamoDB gives them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,17 @@ use crate::Error;
 
 /// DynamoDB Local rounds `ApproximateCreationDateTime` down to the minute (AWS: to the second).
 pub const LOCAL_TIME_PRECISION_SECONDS: f64 = 60.0;
+/// The event name DynamoDB Local (2026-05-28 build) gives its TTL deletions.
+pub const LOCAL_TTL_EVENT_NAME: &str = "UNKNOWN_TO_SDK_VERSION";
+
+/// A table's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    /// The stream's ARN.
+    pub arn: String,
+    /// The names of the table's key attributes (what a record's `Keys` holds).
+    pub key: Vec<String>,
+}
 
 /// A DynamoDB Local endpoint, spoken to in its JSON protocol.
 #[derive(Debug, Clone)]
@@ -95,13 +107,21 @@ impl DynamoDbLocal {
         })
     }
 
-    /// The ARN of `table`'s stream.
-    pub fn stream_arn(&self, table: &str) -> Result<String, Error> {
+    /// `table`'s stream.
+    pub fn stream(&self, table: &str) -> Result<Stream, Error> {
         let description = self.call("DynamoDB_20120810.DescribeTable", &json!({ "TableName": table }))?;
-        description["Table"]["LatestStreamArn"]
+        let table_description = &description["Table"];
+        let arn = table_description["LatestStreamArn"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| Error::NoStream(table.to_owned()))
+            .ok_or_else(|| Error::NoStream(table.to_owned()))?;
+        let key = table_description["KeySchema"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["AttributeName"].as_str().map(str::to_owned))
+            .collect();
+        Ok(Stream { arn, key })
     }
 
     /// The stream's shards, parents before children.
@@ -161,17 +181,17 @@ impl DynamoDbLocal {
 
     /// Every record on `table`'s stream so far, from every shard, as Lambda would deliver them.
     pub fn read_all(&self, table: &str) -> Result<Vec<Value>, Error> {
-        let arn = self.stream_arn(table)?;
+        let stream = self.stream(table)?;
         let mut records = Vec::new();
-        for shard in self.shards(&arn)? {
-            let mut iterator = Some(self.shard_iterator(&arn, &shard.id, &Position::Oldest)?);
+        for shard in self.shards(&stream.arn)? {
+            let mut iterator = Some(self.shard_iterator(&stream.arn, &shard.id, &Position::Oldest)?);
             while let Some(at) = iterator {
                 let page = self.get_records(&at)?;
                 if page.records.is_empty() {
                     break;
                 }
                 let read_at = page.read_at;
-                records.extend(page.records.into_iter().map(|r| lambda_record(r, &arn, read_at)));
+                records.extend(page.records.into_iter().map(|r| lambda_record(r, &stream, read_at)));
                 iterator = page.next;
             }
         }
@@ -187,14 +207,31 @@ pub fn now() -> f64 {
 }
 
 /// A Streams API record as Lambda delivers it: with `eventSourceARN`, typed
-/// empty maps in its images, and its creation time to the second.
+/// empty maps in its images, its creation time to the second, and a TTL
+/// deletion named `REMOVE` with the DynamoDB service as its `userIdentity`.
+///
+/// DynamoDB Local names TTL deletions [`LOCAL_TTL_EVENT_NAME`], gives them no
+/// `userIdentity`, and puts every index key attribute in their `Keys`; a
+/// function filtering on `REMOVE` would never see them.
 ///
 /// DynamoDB Local reports creation times rounded down to the minute. A record's
 /// true time lies between that and the moment it was first read (`read_at`), so
 /// the tighter of the two bounds is used: to the second when the stream is read
 /// as it is written (every 250 ms here), DynamoDB Local's minute when catching up.
-pub fn lambda_record(mut record: Value, stream_arn: &str, read_at: f64) -> Value {
+pub fn lambda_record(mut record: Value, stream: &Stream, read_at: f64) -> Value {
+    let ttl_deletion = record["eventName"] == LOCAL_TTL_EVENT_NAME;
+    if ttl_deletion {
+        record["eventName"] = json!("REMOVE");
+        record["userIdentity"] = json!({ "type": "Service", "principalId": "dynamodb.amazonaws.com" });
+    }
     if let Some(dynamodb) = record.get_mut("dynamodb") {
+        if let Some(keys) = dynamodb
+            .get_mut("Keys")
+            .and_then(Value::as_object_mut)
+            .filter(|_| ttl_deletion)
+        {
+            keys.retain(|name, _| stream.key.contains(name));
+        }
         for image in ["OldImage", "NewImage"] {
             if let Some(image) = dynamodb.get_mut(image) {
                 repair(image);
@@ -205,7 +242,7 @@ pub fn lambda_record(mut record: Value, stream_arn: &str, read_at: f64) -> Value
             dynamodb["ApproximateCreationDateTime"] = json!(read_at.floor().clamp(reported, latest));
         }
     }
-    record["eventSourceARN"] = json!(stream_arn);
+    record["eventSourceARN"] = json!(stream.arn);
     record
 }
 
@@ -241,9 +278,16 @@ mod tests {
         })
     }
 
+    fn stream() -> Stream {
+        Stream {
+            arn: "arn:stream".into(),
+            key: vec!["id".into()],
+        }
+    }
+
     #[test]
     fn untyped_empty_maps_become_typed_ones_at_every_depth() {
-        let out = lambda_record(record(1_800_000_000.0), "arn:stream", 1_800_000_010.5);
+        let out = lambda_record(record(1_800_000_000.0), &stream(), 1_800_000_010.5);
         let image = &out["dynamodb"]["OldImage"];
         assert_eq!(image["data"], json!({"M": {}}));
         assert_eq!(image["nested"], json!({"M": {"inner": {"M": {}}}}));
@@ -254,13 +298,39 @@ mod tests {
     #[test]
     fn creation_time_is_the_tighter_of_the_local_minute_and_the_read_time() {
         let minute = 1_800_000_000.0;
-        let time =
-            |read_at| lambda_record(record(minute), "arn", read_at)["dynamodb"]["ApproximateCreationDateTime"].clone();
+        let time = |read_at| {
+            lambda_record(record(minute), &stream(), read_at)["dynamodb"]["ApproximateCreationDateTime"].clone()
+        };
         // Read as written: the read time, to the second.
         assert_eq!(time(minute + 42.7), json!(minute + 42.0));
         // Read an hour late: DynamoDB Local's minute, as far as it can tell, bounded above.
         assert_eq!(time(minute + 3600.0), json!(minute + 59.0));
         // A read clock behind the record's: never before the reported minute.
         assert_eq!(time(minute - 5.0), json!(minute));
+    }
+
+    #[test]
+    fn local_ttl_deletions_become_removes_by_the_dynamodb_service_keyed_by_the_table_key() {
+        let local = json!({
+            "eventName": LOCAL_TTL_EVENT_NAME,
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1_800_000_000.0,
+                "Keys": {"id": {"S": "x"}, "subject": {"S": "alice"}, "expiry_shard": {"N": "3"}},
+                "OldImage": {"id": {"S": "x"}, "subject": {"S": "alice"}, "expiry_shard": {"N": "3"}},
+            },
+        });
+        let out = lambda_record(local, &stream(), 1_800_000_001.0);
+        assert_eq!(out["eventName"], "REMOVE");
+        assert_eq!(
+            out["userIdentity"],
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        );
+        assert_eq!(out["dynamodb"]["Keys"], json!({"id": {"S": "x"}}));
+        assert_eq!(out["dynamodb"]["OldImage"]["subject"], json!({"S": "alice"}));
+
+        // Deletions by a caller keep their shape: no user identity.
+        let removed = lambda_record(record(1_800_000_000.0), &stream(), 1_800_000_001.0);
+        assert_eq!(removed["eventName"], "REMOVE");
+        assert!(removed.get("userIdentity").is_none());
     }
 }

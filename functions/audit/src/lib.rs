@@ -10,9 +10,6 @@ use session_store::audit::{AuditLog, AuditRecord};
 use session_store::{StoreError, Timestamp, item};
 use tracing::{error, info, warn};
 
-/// The event name DynamoDB Local gives its TTL deletions (real DynamoDB sends
-/// `REMOVE` with the DynamoDB service as the user identity).
-pub const DYNAMODB_LOCAL_TTL_EVENT_NAME: &str = "UNKNOWN_TO_SDK_VERSION";
 /// Audit writes in flight at once.
 const CONCURRENCY: usize = 32;
 
@@ -66,8 +63,7 @@ pub async fn handle(auditor: &Auditor, event: LambdaEvent<Event>) -> Result<Dyna
 
 /// Audits one stream record.
 pub async fn audit(auditor: &Auditor, record: &EventRecord) -> Result<Outcome, StoreError> {
-    let local_ttl = record.event_name == DYNAMODB_LOCAL_TTL_EVENT_NAME;
-    if record.event_name != "REMOVE" && !local_ttl {
+    if record.event_name != "REMOVE" {
         warn!(event_id = %record.event_id, event_name = %record.event_name, "not a deletion; skipped");
         return Ok(Outcome::Skipped);
     }
@@ -78,11 +74,11 @@ pub async fn audit(auditor: &Auditor, record: &EventRecord) -> Result<Outcome, S
             return Ok(Outcome::Skipped);
         }
     };
-    let by_ttl = local_ttl
-        || record
-            .user_identity
-            .as_ref()
-            .is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com");
+    // TTL's deletions name the DynamoDB service as their user identity.
+    let by_ttl = record
+        .user_identity
+        .as_ref()
+        .is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com");
     let deleted_at = Timestamp(record.change.approximate_creation_date_time.timestamp());
     let audit = AuditRecord::of(&record.event_id, &old, deleted_at, by_ttl);
     let written = auditor.log.write(&audit).await?;

@@ -73,8 +73,8 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
     let swept = store.create(idle, Timestamp(now.0 - 660)).await.unwrap();
     assert_eq!(store.sweep(&SweepOptions::at(now)).await.unwrap().deleted, 1);
     // Already past its expiry in real time, so TTL removes it. DynamoDB Local (2026-05-28 build)
-    // never TTL-deletes from a table that has a GSI with a sort key, as the sessions table does;
-    // so this one lives in the same table without its indexes (same key, stream and TTL).
+    // leaves items like this one in a table with indexes, as the sessions table has, for
+    // minutes; so this one lives in the same table without its indexes (same key, stream and TTL).
     let ttl_store = DynamoStore::new(client.clone(), Config::for_table(table_without_indexes(&client).await));
     let long_ago = Timestamp(now.0 - 3600);
     let short = NewSession {
