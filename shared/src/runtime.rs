@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use base64::Engine;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
@@ -43,28 +46,57 @@ pub fn http_client() -> SharedHttpClient {
     }
     trust_store.add_pem_certificate(pem);
     let context = TlsContext::builder().with_trust_store(trust_store);
-    aws_smithy_http_client::Builder::new()
+    let https = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::rustls(CryptoMode::Ring))
         .tls_context(
             context
                 .build()
                 .expect("building a TLS context only stores its settings"),
         )
-        .build_https()
+        .build_https();
+    SharedHttpClient::new(ConnectorOnFirstUse(https))
+}
+
+/// An HTTP client whose connector is built when a request first needs it.
+///
+/// smithy's client builds a connector when each SDK client is created, only to
+/// load certificates early, and throws it away; the first request then builds
+/// the connector it keeps. Each build parses every root certificate again
+/// (callgrind: a third of `api`'s init instructions per build, BENCHMARKS.md).
+/// This wrapper skips the discarded build; everything else is delegated.
+#[derive(Debug)]
+struct ConnectorOnFirstUse(SharedHttpClient);
+
+impl HttpClient for ConnectorOnFirstUse {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// The SDK configuration from the environment, with bounded waits so that a
 /// DynamoDB outage surfaces as an error well within a function's timeout.
 /// `AWS_ENDPOINT_URL_DYNAMODB` (the SDK's own override) points it at DynamoDB Local.
+///
+/// Lambda hands every function its role's credentials in the environment
+/// (`AWS_ACCESS_KEY_ID` and friends); when they are there, they are read
+/// directly instead of through the default chain, which would build an STS
+/// client (and its TLS connector: a quarter of `api`'s init, BENCHMARKS.md).
+/// Without them the default chain applies (profiles, SSO, container, IMDS).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(6))
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client())
-        .timeout_config(timeouts)
-        .load()
-        .await
+        .timeout_config(timeouts);
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
+    loader.load().await
 }
