@@ -236,15 +236,9 @@ struct Events {
     by_id: Vec<(&'static str, String)>,
 }
 
-/// The sample id in `events/*.json`.
-const SAMPLE_ID: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
-
 impl Events {
     fn load() -> Result<Self, Error> {
-        let read = |name: &str| -> Result<String, Error> {
-            let path = testkit::repo_root().join(format!("events/{name}.json"));
-            Ok(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
-        };
+        let read = crate::lambda_bench::event;
         let mut by_id = Vec::new();
         for name in ["get", "replace", "merge", "touch", "rotate", "delete"] {
             by_id.push((name, read(&format!("{name}-session"))?));
@@ -259,7 +253,7 @@ impl Events {
 
     fn for_id(&self, name: &str, id: &str) -> String {
         let event = self.by_id.iter().find(|(n, _)| *n == name).map_or("", |(_, e)| e);
-        event.replace(SAMPLE_ID, id)
+        event.replace(crate::lambda_bench::SAMPLE_ID, id)
     }
 }
 

@@ -20,7 +20,7 @@ const COLD_STARTS: usize = 30;
 const MEMORY_SESSIONS: usize = 2000;
 
 /// The sample id in `events/*.json`.
-const SAMPLE_ID: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
+pub(crate) const SAMPLE_ID: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
 
 /// Runs the measurements `parts` names (`size`, `cold-start`, `memory`; all when
 /// empty) and prints Markdown.
@@ -204,7 +204,8 @@ fn invoke<const N: usize>(
     Ok((function, answers))
 }
 
-fn event(name: &str) -> Result<String, Error> {
+/// The text of the sample event `events/{name}.json`.
+pub(crate) fn event(name: &str) -> Result<String, Error> {
     let path = testkit::repo_root().join(format!("events/{name}.json"));
     Ok(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
 }
