@@ -285,12 +285,16 @@ fn parse_body<T: DeserializeOwned>(
 }
 
 /// The versions `If-Match` accepts: `None` when absent or `*`. Weak tags never
-/// match (RFC 9110 uses the strong comparison), so a header with only those fails at once.
+/// match (RFC 9110 uses the strong comparison), so a header with only those fails at once,
+/// as does one that is not visible ASCII (it names no version; never a write without a check).
 fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
-    let values: Vec<&str> = headers
-        .get_all(header::IF_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let no_version = || Problem::precondition_failed("If-Match names no version of this session");
+    let mut raw = Vec::new();
+    for value in headers.get_all(header::IF_MATCH) {
+        raw.push(value.to_str().map_err(|_| no_version())?);
+    }
+    let values: Vec<&str> = raw
+        .into_iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -304,9 +308,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
         .take(100)
         .collect();
     if versions.is_empty() {
-        return Err(Problem::precondition_failed(
-            "If-Match names no version of this session",
-        ));
+        return Err(no_version());
     }
     Ok(Some(versions))
 }

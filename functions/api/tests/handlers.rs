@@ -4,6 +4,8 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
 
 #[tokio::test]
 async fn health_answers_ok_without_touching_dynamodb() {
@@ -237,8 +239,10 @@ async fn bad_input_gets_a_clear_4xx_problem() {
             400,
         ),
     ];
+    counter.take();
     for (what, event, status) in cases {
         let reply = call(&app, &event).await;
+        assert_eq!(counter.take(), 0, "{what}: invalid input never reaches DynamoDB");
         assert_eq!(reply.status, status, "{what}: {}", reply.json);
         assert_eq!(reply.header("content-type"), Some("application/problem+json"), "{what}");
         assert!(
@@ -250,12 +254,99 @@ async fn bad_input_gets_a_clear_4xx_problem() {
         );
         assert!(!reply.json["detail"].as_str().unwrap().is_empty(), "{what}");
     }
-    counter.take();
     let mut binary = with_body(event("create-session"), "", Some("application/json"));
     binary["body"] = Value::String("/w==".into()); // the single byte 0xFF: not UTF-8
     binary["isBase64Encoded"] = Value::Bool(true);
     assert_eq!(call(&app, &binary).await.status, 400, "invalid UTF-8");
     assert_eq!(counter.take(), 0, "invalid input never reaches DynamoDB");
+}
+
+#[tokio::test]
+async fn hostile_paths_and_headers_get_a_4xx_before_any_dynamodb_call() {
+    let (app, counter, _) = app().await;
+    let id = create(&app, "{}").await;
+    let missing = call(&app, &event("get-session")).await;
+    counter.take();
+    let lookalike = SAMPLE_ID.replacen('A', "\u{0410}", 1); // Cyrillic capital A
+    let fullwidth = SAMPLE_ID.replacen('A', "\u{FF21}", 1);
+    let encoded = format!("%41{}", &SAMPLE_ID[1..]); // "A" percent-encoded
+    let ids = [
+        "..%2F..%2Fetc%2Fpasswd".to_owned(),
+        "%2e%2e".to_owned(),
+        "..".to_owned(),
+        lookalike,
+        fullwidth,
+        encoded,
+        format!("{SAMPLE_ID}="),
+        format!("{SAMPLE_ID}%00"),
+        SAMPLE_ID[..42].to_owned(),
+        format!("{SAMPLE_ID}A"),
+        SAMPLE_ID.replace('A', "+"),
+        // API Gateway caps the request line and headers at 10 KB (and lambda_http panics on a
+        // URI over 64 KiB, which therefore never arrives).
+        "x".repeat(8_000),
+    ];
+    for bad in &ids {
+        for name in [
+            "get-session",
+            "replace-session",
+            "merge-session",
+            "touch-session",
+            "rotate-session",
+            "delete-session",
+        ] {
+            let reply = call(&app, &event_for(name, bad)).await;
+            assert_eq!(reply.status, 404, "{name} {bad:.60}: {}", reply.json);
+            assert_eq!(
+                reply.json, missing.json,
+                "{name} {bad:.60}: the same 404 as a missing id"
+            );
+            assert_eq!(counter.take(), 0, "{name} {bad:.60}: no DynamoDB call");
+        }
+    }
+
+    let replace = || event_for("replace-session", &id);
+    let junk = "x".repeat(100_000);
+    let many_weak_tags = "W/\"1\", ".repeat(10_000);
+    let headers = [
+        (
+            "If-Match of 100 KB of junk",
+            with_header(replace(), "if-match", &junk),
+            412,
+        ),
+        (
+            "If-Match of 10,000 weak tags",
+            with_header(replace(), "if-match", &many_weak_tags),
+            412,
+        ),
+        (
+            "If-Match that is not ASCII",
+            with_header(replace(), "if-match", "\"1\"\u{e9}"),
+            412,
+        ),
+        (
+            "Content-Type of 100 KB",
+            with_header(replace(), "content-type", &format!("application/{junk}")),
+            415,
+        ),
+        (
+            "Content-Type that is not ASCII",
+            with_header(replace(), "content-type", "application/js\u{f6}n"),
+            415,
+        ),
+    ];
+    for (what, event, status) in headers {
+        let reply = call(&app, &event).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.json);
+        assert_eq!(reply.header("content-type"), Some("application/problem+json"), "{what}");
+        assert_eq!(counter.take(), 0, "{what}: no DynamoDB call");
+    }
+    let padded = with_header(event("get-session"), "x-padding", &junk);
+    assert_eq!(
+        call(&app, &padded).await.status,
+        404,
+        "an unknown huge header is ignored"
+    );
 }
 
 fn with_query(mut event: Value, name: &str, value: &str) -> Value {
@@ -345,5 +436,68 @@ async fn dynamodb_down_is_a_503_with_retry_after() {
         assert_eq!(reply.status, 503, "{name}: {}", reply.json);
         assert_eq!(reply.header("retry-after"), Some("1"));
         assert_eq!(reply.json["type"], "urn:session-service:problem:unavailable");
+    }
+}
+
+/// Log lines written while it is alive (JSON, as in Lambda).
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn session_ids_never_reach_the_logs_only_their_fingerprints() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    // Our crates at every level; the SDK at the functions' default (INFO: at DEBUG and
+    // TRACE it logs request and response bodies, which an operator turns on knowingly).
+    let filter = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("api", LevelFilter::TRACE)
+        .with_target("session_store", LevelFilter::TRACE);
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(LevelFilter::TRACE)
+        .with_writer(move || writer.clone())
+        .finish()
+        .with(filter);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (app, _, clock) = app().await;
+    let id = create(&app, r#"{"subject": "alice"}"#).await;
+    let mut ids = vec![id.clone()];
+    for name in [
+        "get-session",
+        "replace-session",
+        "replace-session",
+        "merge-session",
+        "touch-session",
+    ] {
+        call(&app, &event_for(name, &id)).await; // the second PUT is a stale If-Match: 412
+    }
+    let rotated = call(&app, &event_for("rotate-session", &id)).await;
+    let new_id = rotated.json["id"].as_str().unwrap().to_owned();
+    ids.push(new_id.clone());
+    call(&app, &event_for("delete-session", &new_id)).await;
+    ids.push(create(&app, r#"{"subject": "alice", "idle_timeout_seconds": 60}"#).await);
+    clock.advance(61);
+    call(&app, &event_for("get-session", &ids[2])).await;
+    call(&app, &event("revoke-subject-sessions")).await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.lines().count() >= 10, "{text}");
+    for id in &ids {
+        let fingerprint = session_store::SessionId::parse(id).unwrap().fingerprint();
+        assert!(text.contains(&fingerprint), "{fingerprint} is logged");
+        assert!(!text.contains(id.as_str()), "{id} appears in the logs:\n{text}");
+        assert!(!text.contains(&id[..20]), "a long part of {id} appears in the logs");
     }
 }
