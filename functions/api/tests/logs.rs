@@ -1,0 +1,72 @@
+//! What the API logs: fingerprints of session ids, never the ids (bearer secrets).
+//! Its own test binary: tracing's per-callsite interest is process-wide, so a
+//! thread-scoped subscriber sees every event only when no other test runs beside it.
+
+mod common;
+
+use common::*;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Log lines written while it is alive (JSON, as in Lambda).
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn session_ids_never_reach_the_logs_only_their_fingerprints() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    // Our crates at every level; the SDK at the functions' default (INFO: at DEBUG and
+    // TRACE it logs request and response bodies, which an operator turns on knowingly).
+    let filter = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("api", LevelFilter::TRACE)
+        .with_target("session_store", LevelFilter::TRACE);
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(LevelFilter::TRACE)
+        .with_writer(move || writer.clone())
+        .finish()
+        .with(filter);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (app, _, clock) = app().await;
+    let id = create(&app, r#"{"subject": "alice"}"#).await;
+    let mut ids = vec![id.clone()];
+    for name in [
+        "get-session",
+        "replace-session",
+        "replace-session",
+        "merge-session",
+        "touch-session",
+    ] {
+        call(&app, &event_for(name, &id)).await; // the second PUT is a stale If-Match: 412
+    }
+    let rotated = call(&app, &event_for("rotate-session", &id)).await;
+    let new_id = rotated.json["id"].as_str().unwrap().to_owned();
+    ids.push(new_id.clone());
+    call(&app, &event_for("delete-session", &new_id)).await;
+    ids.push(create(&app, r#"{"subject": "alice", "idle_timeout_seconds": 60}"#).await);
+    clock.advance(61);
+    call(&app, &event_for("get-session", &ids[2])).await;
+    call(&app, &event("revoke-subject-sessions")).await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.lines().count() >= 10, "{text}");
+    for id in &ids {
+        let fingerprint = session_store::SessionId::parse(id).unwrap().fingerprint();
+        assert!(text.contains(&fingerprint), "{fingerprint} is logged");
+        assert!(!text.contains(id.as_str()), "{id} appears in the logs:\n{text}");
+        assert!(!text.contains(&id[..20]), "a long part of {id} appears in the logs");
+    }
+}
