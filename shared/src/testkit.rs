@@ -18,6 +18,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::http::{Request as HttpRequest, Response as HttpResponse};
+use aws_smithy_types::body::SdkBody;
 
 use crate::config::Config;
 use crate::model::{Clock, Timestamp};
@@ -365,5 +370,140 @@ pub fn metered_client() -> (Client, CapacityMeter) {
     (
         Client::from_conf(local_config().interceptor(meter.clone()).build()),
         meter,
+    )
+}
+
+/// Faults DynamoDB Local cannot produce, injected below the SDK: requests of an
+/// operation answered with DynamoDB's `ThrottlingException` (HTTP 400) without
+/// reaching DynamoDB Local, or held forever (a function killed mid-request).
+/// Everything else goes to DynamoDB Local. The SDK parses, classifies and retries
+/// the throttling answers exactly as it would DynamoDB's own.
+#[derive(Clone, Debug, Default)]
+pub struct Faults(Arc<std::sync::Mutex<FaultRules>>);
+
+#[derive(Debug, Default)]
+struct FaultRules {
+    /// (operation, text the request body must contain, answers left to throttle).
+    throttle: Vec<(String, String, u32)>,
+    /// (operation, text the request body must contain): never answered.
+    stall: Vec<(String, String)>,
+    throttled: u32,
+}
+
+impl Faults {
+    /// Throttles the next `times` requests of `operation` (`"DeleteItem"`, ...)
+    /// whose body contains `marker` (`""` for any); `u32::MAX` for all of them.
+    pub fn throttle(&self, operation: &str, marker: &str, times: u32) {
+        let mut rules = self.0.lock().unwrap();
+        rules.throttle.push((operation.to_owned(), marker.to_owned(), times));
+    }
+
+    /// Holds every request of `operation` whose body contains `marker`, unanswered.
+    pub fn stall(&self, operation: &str, marker: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .stall
+            .push((operation.to_owned(), marker.to_owned()));
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        let mut rules = self.0.lock().unwrap();
+        rules.throttle.clear();
+        rules.stall.clear();
+    }
+
+    /// Throttling answers given so far.
+    pub fn throttled(&self) -> u32 {
+        self.0.lock().unwrap().throttled
+    }
+
+    fn verdict(&self, request: &HttpRequest) -> Verdict {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or_default();
+        let body = std::str::from_utf8(request.body().bytes().unwrap_or_default()).unwrap_or_default();
+        let mut rules = self.0.lock().unwrap();
+        if rules
+            .stall
+            .iter()
+            .any(|(op, marker)| op == operation && body.contains(marker.as_str()))
+        {
+            return Verdict::Stall;
+        }
+        let Some(rule) = rules
+            .throttle
+            .iter_mut()
+            .find(|(op, marker, left)| op == operation && body.contains(marker.as_str()) && *left > 0)
+        else {
+            return Verdict::Pass;
+        };
+        rule.2 = rule.2.saturating_sub(u32::from(rule.2 != u32::MAX));
+        rules.throttled += 1;
+        Verdict::Throttle
+    }
+}
+
+/// What [`Faults`] does with a request.
+enum Verdict {
+    Pass,
+    Throttle,
+    Stall,
+}
+
+/// The HTTP client of [`faulty_client`]: DynamoDB Local's, with [`Faults`] in front.
+#[derive(Debug)]
+struct FaultyHttpClient {
+    inner: SharedHttpClient,
+    faults: Faults,
+}
+
+impl HttpClient for FaultyHttpClient {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(FaultyConnector {
+            inner: self.inner.http_connector(settings, components),
+            faults: self.faults.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FaultyConnector {
+    inner: SharedHttpConnector,
+    faults: Faults,
+}
+
+impl HttpConnector for FaultyConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        match self.faults.verdict(&request) {
+            Verdict::Pass => self.inner.call(request),
+            Verdict::Stall => HttpConnectorFuture::new(std::future::pending()),
+            Verdict::Throttle => {
+                let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                let mut response = HttpResponse::new(400.try_into().expect("a valid status"), SdkBody::from(body));
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/x-amz-json-1.0");
+                HttpConnectorFuture::ready(Ok(response))
+            }
+        }
+    }
+}
+
+/// A client for DynamoDB Local with `faults` injected into its HTTP layer, retrying
+/// as the functions' clients do (`aws_config`'s standard retries: 3 attempts).
+pub fn faulty_client(faults: &Faults) -> Client {
+    let http = FaultyHttpClient {
+        inner: crate::runtime::http_client(),
+        faults: faults.clone(),
+    };
+    Client::from_conf(
+        local_config()
+            .http_client(SharedHttpClient::new(http))
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard())
+            .build(),
     )
 }

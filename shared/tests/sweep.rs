@@ -152,3 +152,81 @@ async fn a_run_stopped_by_its_limit_or_time_budget_is_finished_by_the_next() {
         assert!(!stored(&store, id).await);
     }
 }
+
+/// A store on `store`'s table whose requests go through `faults`.
+fn with_faults(store: &DynamoStore, faults: &testkit::Faults) -> DynamoStore {
+    DynamoStore::new(testkit::faulty_client(faults), store.config().clone())
+}
+
+#[tokio::test]
+async fn throttled_deletes_back_off_and_resume_and_a_run_that_gives_up_is_finished_by_the_next() {
+    let (store, t0) = setup(|_| {}).await;
+    let faults = testkit::Faults::default();
+    let faulty = with_faults(&store, &faults);
+    let now = t0.plus(61);
+
+    // Brief throttling: the SDK's retries and the sweep's pauses absorb it.
+    let first = create(&store, 6, 60, t0).await;
+    faults.throttle("DeleteItem", "", 10);
+    let absorbed = faulty.sweep(&SweepOptions::at(now)).await.unwrap();
+    assert_eq!(faults.throttled(), 10);
+    assert_eq!((absorbed.deleted, absorbed.complete), (6, true), "{absorbed:?}");
+
+    // Throttling that outlasts every pause: the run stops, deleting nothing it was not sure of.
+    let second = create(&store, 4, 60, t0).await;
+    faults.throttle("DeleteItem", "", u32::MAX);
+    let before = faults.throttled();
+    let stopped = faulty.sweep(&SweepOptions::at(now)).await.unwrap();
+    assert_eq!((stopped.deleted, stopped.complete), (0, false), "{stopped:?}");
+    assert_eq!(stopped.stopped_by, Some(StoppedBy::Throttled));
+    // The run stops at the first shard whose candidate stayed throttled, after trying it
+    // once more after each of the sweep's 4 pauses (the SDK's own retries on top).
+    assert!(
+        faults.throttled() - before >= 5,
+        "tried after every pause: {}",
+        faults.throttled() - before
+    );
+    for id in &second {
+        assert!(stored(&store, id).await, "nothing deleted while throttled");
+    }
+
+    // The next run, unthrottled, finishes the job.
+    faults.clear();
+    let next = faulty.sweep(&SweepOptions::at(now)).await.unwrap();
+    assert_eq!((next.deleted, next.complete), (4, true), "{next:?}");
+    for id in first.iter().chain(&second) {
+        assert!(!stored(&store, id).await);
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_killed_mid_run_is_finished_by_the_next() {
+    let (store, t0) = setup(|_| {}).await;
+    let faults = testkit::Faults::default();
+    let expired = create(&store, 20, 60, t0).await;
+    let now = t0.plus(61);
+    // One delete never returns; the run is killed (as Lambda ends a timed-out invocation).
+    faults.stall("DeleteItem", expired[7].as_str());
+    let options = SweepOptions {
+        concurrency: 4,
+        ..SweepOptions::at(now)
+    };
+    let killed = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        with_faults(&store, &faults).sweep(&options),
+    )
+    .await;
+    assert!(killed.is_err(), "the run was killed, not finished: {killed:?}");
+    let left: usize = futures::future::join_all(expired.iter().map(|id| stored(&store, id)))
+        .await
+        .into_iter()
+        .filter(|s| *s)
+        .count();
+    assert!(left >= 1, "the stalled delete never reached DynamoDB Local");
+
+    let next = store.sweep(&options).await.unwrap();
+    assert_eq!((next.deleted as usize, next.complete), (left, true), "{next:?}");
+    for id in &expired {
+        assert!(!stored(&store, id).await);
+    }
+}

@@ -55,16 +55,7 @@ async fn poison_records_are_skipped_and_a_replayed_batch_writes_nothing_twice() 
 
 #[tokio::test]
 async fn a_failed_write_in_mid_batch_is_reported_by_its_sequence_number() {
-    let mut batch = event("audit-user-delete");
-    let template = batch.records[0].clone();
-    batch.records = (0..5)
-        .map(|i| {
-            let mut record = template.clone();
-            record.event_id = format!("event-{i}");
-            record.change.sequence_number = Some(format!("20000000000000000000{i}"));
-            record
-        })
-        .collect();
+    let batch = numbered_batch(5);
     let failing = batch.records[2].event_id.clone();
     let fail = mock!(Client::put_item)
         .match_requests(move |r| r.item().and_then(|i| i.get("event_id")).and_then(|v| v.as_s().ok()) == Some(&failing))

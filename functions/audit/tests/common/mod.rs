@@ -26,6 +26,22 @@ pub fn event(name: &str) -> Event {
     serde_json::from_str(&text).unwrap()
 }
 
+/// A batch of `n` deletions (`audit-user-delete`'s record), with event ids
+/// `event-0`, `event-1`, ... and ascending sequence numbers.
+pub fn numbered_batch(n: usize) -> Event {
+    let mut batch = event("audit-user-delete");
+    let template = batch.records[0].clone();
+    batch.records = (0..n)
+        .map(|i| {
+            let mut record = template.clone();
+            record.event_id = format!("event-{i}");
+            record.change.sequence_number = Some(format!("2000000000000000000{i:02}"));
+            record
+        })
+        .collect();
+    batch
+}
+
 /// Runs the handler on a batch.
 pub async fn run(auditor: &Auditor, batch: &Event) -> DynamoDbEventResponse {
     audit::handle(auditor, LambdaEvent::new(batch.clone(), Context::default()))

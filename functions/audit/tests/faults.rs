@@ -1,0 +1,78 @@
+//! The audit function under faults DynamoDB Local cannot produce: throttled writes and
+//! an invocation killed mid-batch. Every deletion ends up recorded exactly once.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use audit::Auditor;
+use common::*;
+use session_store::audit::AuditLog;
+use session_store::testkit::{self, Faults};
+
+/// An auditor on a fresh audit table, and one on the same table whose writes meet `faults`.
+async fn auditors(faults: &Faults) -> (Auditor, Auditor, aws_sdk_dynamodb::Client) {
+    let (client, _) = testkit::client();
+    let plain = auditor(&client).await;
+    let faulty = Auditor {
+        log: AuditLog::new(testkit::faulty_client(faults), plain.log.table(), 90),
+    };
+    (plain, faulty, client)
+}
+
+async fn recorded(client: &aws_sdk_dynamodb::Client, auditor: &Auditor) -> BTreeSet<String> {
+    audit_records(client, auditor).await.into_keys().collect()
+}
+
+fn event_ids(range: std::ops::Range<usize>) -> BTreeSet<String> {
+    range.map(|i| format!("event-{i}")).collect()
+}
+
+#[tokio::test]
+async fn a_throttled_write_is_reported_and_the_retry_from_it_loses_and_doubles_nothing() {
+    let faults = Faults::default();
+    let (plain, faulty, client) = auditors(&faults).await;
+    let batch = numbered_batch(5);
+    faults.throttle("PutItem", "event-2", u32::MAX);
+
+    let response = run(&faulty, &batch).await;
+    let reported: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(reported, [batch.records[2].change.sequence_number.clone()]);
+    assert!(faults.throttled() >= 3, "the SDK retried: {}", faults.throttled());
+    let mut written = event_ids(0..5);
+    written.remove("event-2");
+    assert_eq!(recorded(&client, &plain).await, written);
+
+    // Lambda retries from the reported record; the throttling has passed.
+    faults.clear();
+    let mut retry = batch.clone();
+    retry.records.drain(..2);
+    assert!(run(&faulty, &retry).await.batch_item_failures.is_empty());
+    let records = audit_records(&client, &plain).await;
+    assert_eq!(records.keys().cloned().collect::<BTreeSet<_>>(), event_ids(0..5));
+    assert!(records.values().all(|r| r["cause"] == "revoked"));
+}
+
+#[tokio::test]
+async fn an_invocation_killed_mid_batch_is_finished_by_the_redelivered_batch() {
+    let faults = Faults::default();
+    let (plain, faulty, client) = auditors(&faults).await;
+    let batch = numbered_batch(8);
+    faults.stall("PutItem", "event-5");
+
+    let killed = tokio::time::timeout(std::time::Duration::from_secs(3), run(&faulty, &batch)).await;
+    assert!(killed.is_err(), "the invocation was killed, not finished");
+    let partial = recorded(&client, &plain).await;
+    assert!(!partial.contains("event-5"), "{partial:?}");
+
+    // Lambda delivers the whole batch again, and a duplicate delivery may follow.
+    faults.clear();
+    for _ in 0..2 {
+        assert!(run(&faulty, &batch).await.batch_item_failures.is_empty());
+        assert_eq!(recorded(&client, &plain).await, event_ids(0..8));
+    }
+}
