@@ -230,3 +230,53 @@ async fn a_sweep_killed_mid_run_is_finished_by_the_next() {
         assert!(!stored(&store, id).await);
     }
 }
+
+#[tokio::test]
+async fn a_touch_racing_the_sweep_either_keeps_the_session_or_finds_it_gone_never_half() {
+    let (mut kept, mut swept) = (0, 0);
+    for round in 0..5 {
+        let (store, start) = setup(|c| c.expiry_shards = 2).await;
+        let ids = create(&store, 40, 60, start).await;
+        // The last second of their life: a touch now is in time; the sweep runs a second later.
+        let touch_at = start.plus(60);
+        // Staggered, so that some touches land before the sweep reaches them and some after.
+        let touches = futures::future::join_all(ids.iter().enumerate().map(|(i, id)| {
+            let store = &store;
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(i as u64 * 3)).await;
+                store.touch(id, touch_at).await
+            }
+        }));
+        let options = SweepOptions {
+            concurrency: 8,
+            ..SweepOptions::at(touch_at.plus(1))
+        };
+        let sweep = store.sweep(&options);
+        let (touches, summary) = futures::join!(touches, sweep);
+        let summary = summary.unwrap();
+        let mut gone = 0;
+        for (id, touch) in ids.iter().zip(touches) {
+            let after = store.get(id, touch_at.plus(1)).await;
+            match touch {
+                Ok(touched) => {
+                    assert_eq!(touched.expires_at, touch_at.plus(60));
+                    assert_eq!(
+                        after.unwrap().expires_at,
+                        touch_at.plus(60),
+                        "a touched session lives on"
+                    );
+                    kept += 1;
+                }
+                Err(StoreError::NotFound) => {
+                    assert!(!stored(&store, id).await, "a touch that found nothing left nothing");
+                    gone += 1;
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(summary.deleted, gone, "round {round}: {summary:?}");
+        swept += gone;
+    }
+    assert_eq!(kept + swept, 200);
+    eprintln!("touch won {kept} times, the sweep {swept} times");
+}
