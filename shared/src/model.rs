@@ -58,18 +58,18 @@ impl Clock for SystemClock {
     }
 }
 
-/// A session's owner: 1 to 256 bytes of text without control characters.
+/// A session's owner: 1 to 256 characters of text without control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Subject(String);
 
 impl Subject {
-    /// Longest subject accepted, in bytes.
+    /// Longest subject accepted, in characters (so at most 1 KiB of UTF-8 in a key).
     pub const MAX_LEN: usize = 256;
 
     /// Validates a subject.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if raw.is_empty() || raw.len() > Self::MAX_LEN || raw.chars().any(char::is_control) {
+        if raw.is_empty() || raw.chars().count() > Self::MAX_LEN || raw.chars().any(char::is_control) {
             return Err(ValidationError::Subject);
         }
         Ok(Self(raw.to_owned()))

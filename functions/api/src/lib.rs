@@ -108,7 +108,9 @@ struct CreateBody {
     subject: Option<String>,
     #[serde(default)]
     data: SessionData,
+    #[serde(default, deserialize_with = "whole_seconds")]
     idle_timeout_seconds: Option<u32>,
+    #[serde(default, deserialize_with = "whole_seconds")]
     absolute_timeout_seconds: Option<u32>,
 }
 
@@ -116,6 +118,7 @@ struct CreateBody {
 #[serde(deny_unknown_fields)]
 struct ReplaceBody {
     data: SessionData,
+    #[serde(default, deserialize_with = "whole_seconds")]
     idle_timeout_seconds: Option<u32>,
 }
 
@@ -156,8 +159,9 @@ async fn get(app: &App, id: &SessionId) -> Reply {
 }
 
 async fn replace(app: &App, id: &SessionId, request: &Request) -> Reply {
-    let if_match = if_match(request.headers())?;
+    // The body first: a request that is wrong in itself says so whatever its If-Match.
     let body: ReplaceBody = parse_body(app, request, &["application/json"], None)?;
+    let if_match = if_match(request.headers())?;
     let session = app
         .store
         .replace(
@@ -173,8 +177,8 @@ async fn replace(app: &App, id: &SessionId, request: &Request) -> Reply {
 }
 
 async fn merge(app: &App, id: &SessionId, request: &Request) -> Reply {
-    let if_match = if_match(request.headers())?;
     let body: MergeBody = parse_body(app, request, &["application/merge-patch+json"], None)?;
+    let if_match = if_match(request.headers())?;
     let session = app
         .store
         .merge(id, body.data, if_match.as_deref(), app.clock.now())
@@ -217,7 +221,12 @@ async fn list(app: &App, subject: &Subject, request: &Request) -> Reply {
     };
     let page = app
         .store
-        .list_by_subject(subject, limit, query.first("cursor"), app.clock.now())
+        .list_by_subject(
+            subject,
+            limit,
+            query.first("cursor").filter(|c| !c.is_empty()),
+            app.clock.now(),
+        )
         .await
         .map_err(store_error)?;
     json(
@@ -278,17 +287,42 @@ fn parse_body<T: DeserializeOwned>(
             bytes
         }
     };
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+    let body = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => Problem::invalid(e.to_string()),
         _ => Problem::malformed(e.to_string()),
+    })?;
+    // serde also reads a struct from an array of its fields (`[false]`); the API takes objects.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::invalid("the body must be a JSON object"));
+    }
+    Ok(body)
+}
+
+/// An optional number of seconds, written as JSON writes whole numbers: `60` or `60.0`.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u64)
+    });
+    whole.and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("{number} is not a whole number of seconds up to {}", u32::MAX))
     })
 }
 
 /// The versions `If-Match` accepts: `None` when absent or `*`. Weak tags never
 /// match (RFC 9110 uses the strong comparison), so a header with only those fails at once,
-/// as does one that is not visible ASCII (it names no version; never a write without a check).
+/// as does an empty one or one that is not visible ASCII: it names no version, and a
+/// client that sent it never gets a write without a check.
 fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
     let no_version = || Problem::precondition_failed("If-Match names no version of this session");
+    if !headers.contains_key(header::IF_MATCH) {
+        return Ok(None);
+    }
     let mut raw = Vec::new();
     for value in headers.get_all(header::IF_MATCH) {
         raw.push(value.to_str().map_err(|_| no_version())?);
@@ -299,7 +333,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
-    if values.is_empty() || values.contains(&"*") {
+    if values.contains(&"*") {
         return Ok(None);
     }
     let versions: Vec<u64> = values

@@ -148,6 +148,17 @@ async fn bad_input_gets_a_clear_4xx_problem() {
     let huge = format!(r#"{{"data":{{"a":"{}"}}}}"#, "x".repeat(200_000));
     let cases: Vec<(&str, Value, u16)> = vec![
         ("not JSON", create_with("{", "application/json"), 400),
+        ("an array", create_with("[]", "application/json"), 422),
+        (
+            "rotate with an array of its fields",
+            with_body(event_for("rotate-session", &id), "[false]", Some("application/json")),
+            422,
+        ),
+        (
+            "fractional timeout",
+            create_with(r#"{"idle_timeout_seconds": 1.5}"#, "application/json"),
+            422,
+        ),
         ("unknown field", create_with(r#"{"sid": 1}"#, "application/json"), 422),
         (
             "data not an object",
@@ -252,6 +263,17 @@ async fn bad_input_gets_a_clear_4xx_problem() {
         );
         assert!(!reply.json["detail"].as_str().unwrap().is_empty(), "{what}");
     }
+    let whole = call(
+        &app,
+        &create_with(r#"{"idle_timeout_seconds": 60.0, "subject": null}"#, "application/json"),
+    )
+    .await;
+    assert_eq!(
+        (whole.status, whole.json["idle_timeout_seconds"].as_u64()),
+        (201, Some(60)),
+        "60.0 is 60"
+    );
+    counter.take();
     let mut binary = with_body(event("create-session"), "", Some("application/json"));
     binary["body"] = Value::String("/w==".into()); // the single byte 0xFF: not UTF-8
     binary["isBase64Encoded"] = Value::Bool(true);
@@ -322,6 +344,7 @@ async fn hostile_paths_and_headers_get_a_4xx_before_any_dynamodb_call() {
             with_header(replace(), "if-match", "\"1\"\u{e9}"),
             412,
         ),
+        ("If-Match that is empty", with_header(replace(), "if-match", ""), 412),
         (
             "Content-Type of 100 KB",
             with_header(replace(), "content-type", &format!("application/{junk}")),
