@@ -81,12 +81,7 @@ async fn a_failed_write_in_mid_batch_is_reported_by_its_sequence_number() {
         log: AuditLog::new(client, "audit", 90),
     };
     let response = run(&auditor, &batch).await;
-    let reported: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    assert_eq!(reported, [batch.records[2].change.sequence_number.clone()]);
+    assert_eq!(reported(&response), [batch.records[2].change.sequence_number.clone()]);
     assert_eq!(
         succeed.num_calls(),
         4,

@@ -49,6 +49,15 @@ pub async fn run(auditor: &Auditor, batch: &Event) -> DynamoDbEventResponse {
         .unwrap()
 }
 
+/// The sequence numbers a response reports as failed.
+pub fn reported(response: &DynamoDbEventResponse) -> Vec<Option<String>> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
 /// Every audit record, as event id -> (attribute -> string or number text).
 pub async fn audit_records(client: &Client, auditor: &Auditor) -> HashMap<String, HashMap<String, String>> {
     let mut records = HashMap::new();
