@@ -9,9 +9,26 @@ use std::sync::OnceLock;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
 use session_store::testkit::{self, RequestCounter};
 use session_store::{Config, DynamoStore, NewSession, Session, SessionData, SessionId, Timestamp, item};
+
+/// Bytes a request line cannot carry raw.
+const NOT_IN_URI: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
@@ -62,7 +79,10 @@ pub fn event(input: &[u8]) -> Value {
         }
     }
     let method = METHODS[usize::from(*method) % METHODS.len()];
-    let path = format!("/{}", path.trim_start_matches('/'));
+    // As a client must send them and API Gateway passes them on: what a URI cannot hold
+    // raw (controls, spaces, non-ASCII, ...) percent-encoded.
+    let path = format!("/{}", utf8_percent_encode(path.trim_start_matches('/'), NOT_IN_URI));
+    let query = utf8_percent_encode(&query, NOT_IN_URI).to_string();
     let (body, base64) = match binary {
         Some(bytes) => (base64::engine::general_purpose::STANDARD.encode(bytes), true),
         None => (body, false),
