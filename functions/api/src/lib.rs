@@ -320,12 +320,14 @@ fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op
 /// client that sent it never gets a write without a check.
 fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
     let no_version = || Problem::precondition_failed("If-Match names no version of this session");
-    if !headers.contains_key(header::IF_MATCH) {
+    let raw = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .map(|v| v.to_str())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| no_version())?;
+    if raw.is_empty() {
         return Ok(None);
-    }
-    let mut raw = Vec::new();
-    for value in headers.get_all(header::IF_MATCH) {
-        raw.push(value.to_str().map_err(|_| no_version())?);
     }
     let values: Vec<&str> = raw
         .into_iter()
