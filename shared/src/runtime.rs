@@ -77,6 +77,15 @@ impl HttpClient for ConnectorOnFirstUse {
     }
 }
 
+/// The functions' bounded waits on DynamoDB: 1 s to connect, 2 s an attempt, 6 s in all.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(6))
+        .build()
+}
+
 /// The SDK configuration from the environment, with bounded waits so that a
 /// DynamoDB outage surfaces as an error well within a function's timeout.
 /// `AWS_ENDPOINT_URL_DYNAMODB` (the SDK's own override) points it at DynamoDB Local.
@@ -87,14 +96,9 @@ impl HttpClient for ConnectorOnFirstUse {
 /// client (and its TLS connector: a quarter of `api`'s init, BENCHMARKS.md).
 /// Without them the default chain applies (profiles, SSO, container, IMDS).
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(6))
-        .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client())
-        .timeout_config(timeouts);
+        .timeout_config(timeouts());
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
         loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
     }

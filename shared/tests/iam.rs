@@ -12,6 +12,11 @@ use serde_yaml_ng::Value;
 use session_store::item::{EXPIRY_INDEX, SUBJECT_INDEX};
 use session_store::testkit::repo_root;
 
+/// `template.yaml`, parsed.
+fn template() -> Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap()).unwrap()
+}
+
 /// DynamoDB operations as the SDK's fluent builders name them, with their IAM action.
 const OPERATIONS: &[(&str, &str)] = &[
     ("batch_get_item", "BatchGetItem"),
@@ -105,8 +110,7 @@ fn check_role(
     log_group: &str,
     others: &[(&str, &[&str])],
 ) {
-    let template: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap()).unwrap();
+    let template = template();
     let statements = statements(&template, role);
 
     let mut expected_resources = BTreeSet::from([format!("{table}.Arn"), format!("{log_group}.Arn")]);
@@ -221,8 +225,7 @@ fn the_audit_role_allows_exactly_what_the_audit_writes_and_its_stream_needs() {
 
 #[test]
 fn every_route_requires_iam_authorization() {
-    let template: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap()).unwrap();
+    let template = template();
     let auth = &template["Resources"]["HttpApi"]["Properties"]["Auth"];
     assert_eq!(auth["EnableIamAuthorizer"].as_bool(), Some(true));
     assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("AWS_IAM"));

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use common::*;
 use session_store::testkit::{self, RestartableDynamoDbLocal};
 use session_store::{Config, DynamoStore};
@@ -65,15 +64,10 @@ async fn worker(app: &api::App, stop: &AtomicBool, restarted: &AtomicBool) -> Se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_rides_out_a_dynamodb_crash_and_loses_no_acknowledged_write() {
     let local = RestartableDynamoDbLocal::start();
-    // The functions' client settings (shared/src/runtime.rs): bounded waits, standard retries.
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(6))
-        .build();
+    // The functions' client settings: their bounded waits, standard retries.
     let client = aws_sdk_dynamodb::Client::from_conf(
         testkit::local_config_at(&local.endpoint())
-            .timeout_config(timeouts)
+            .timeout_config(session_store::runtime::timeouts())
             .retry_config(RetryConfig::standard())
             .build(),
     );
