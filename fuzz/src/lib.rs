@@ -161,13 +161,14 @@ pub fn data_codec(input: &[u8]) {
         ..Default::default()
     };
     let Ok(session) = Session::create(
-        SessionId::generate().expect("OS randomness"),
+        &SessionId::generate().expect("OS randomness"),
+        "family".into(),
         request,
         &config.limits,
         Timestamp(1_795_341_600),
     ) else {
         return; // over the size limit: refused before it is stored
     };
-    let decoded = item::decode(item::encode(&session, None, &config)).expect("a stored session decodes");
+    let decoded = item::decode(item::encode(&session, None, "write", &config)).expect("a stored session decodes");
     assert_eq!(decoded.session, session, "{text}");
 }

@@ -59,7 +59,7 @@ impl Cause {
 pub struct AuditRecord {
     /// The stream event's id: the record's key, so a redelivered event is written once.
     pub event_id: String,
-    /// The session's fingerprint (see [`crate::SessionId::fingerprint`]).
+    /// The session's fingerprint: the first 12 hex digits of its handle (see [`crate::Handle`]).
     pub session: String,
     /// The session's owner, if it had one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,7 +81,7 @@ impl AuditRecord {
     pub fn of(event_id: impl Into<String>, session: &Session, deleted_at: Timestamp, by_ttl: bool) -> Self {
         Self {
             event_id: event_id.into(),
-            session: session.id.fingerprint(),
+            session: session.handle.fingerprint(),
             subject: session.subject.as_ref().map(|s| s.as_str().to_owned()),
             cause: Cause::of(session, deleted_at, by_ttl),
             deleted_at,
@@ -248,7 +248,7 @@ mod tests {
             idle_timeout_seconds: Some(60),
             ..Default::default()
         };
-        Session::create(SessionId::generate().unwrap(), request, &Limits::default(), T0).unwrap()
+        Session::create(&SessionId::generate().unwrap(), "f".into(), request, &Limits::default(), T0).unwrap()
     }
 
     #[test]
@@ -260,10 +260,10 @@ mod tests {
     }
 
     #[test]
-    fn records_carry_a_fingerprint_never_the_id() {
+    fn records_carry_a_fingerprint_of_the_handle() {
         let s = session();
         let record = AuditRecord::of("e1", &s, T0.plus(5), false);
-        assert_eq!(record.session, s.id.fingerprint());
-        assert!(!serde_json::to_string(&record).unwrap().contains(s.id.as_str()));
+        assert_eq!(record.session, s.handle.fingerprint());
+        assert!(s.handle.as_str().starts_with(&record.session));
     }
 }

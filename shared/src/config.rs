@@ -9,6 +9,9 @@ pub const DATA_BYTES_CEILING: usize = 380_000;
 pub struct Config {
     /// Name of the sessions table (`SESSIONS_TABLE`).
     pub table_name: String,
+    /// Name of the registry table: memberships, revocation locks, idempotency
+    /// records (`REGISTRY_TABLE`).
+    pub registry_table: String,
     /// Policy for timeouts, sizes and touches.
     pub limits: Limits,
     /// Whether reads are strongly consistent (`SESSION_CONSISTENT_READS`, default `true`).
@@ -73,6 +76,10 @@ impl Config {
             name: "SESSIONS_TABLE",
             reason: "must be set".into(),
         })?;
+        let registry_table = lookup("REGISTRY_TABLE").filter(|t| !t.is_empty()).ok_or(ConfigError {
+            name: "REGISTRY_TABLE",
+            reason: "must be set".into(),
+        })?;
         let limits = Limits {
             default_idle_timeout: parse(&lookup, "SESSION_IDLE_TIMEOUT_SECONDS", defaults.default_idle_timeout)?,
             max_idle_timeout: parse(&lookup, "SESSION_MAX_IDLE_TIMEOUT_SECONDS", defaults.max_idle_timeout)?,
@@ -91,6 +98,7 @@ impl Config {
         };
         let config = Self {
             table_name,
+            registry_table,
             limits,
             consistent_reads: parse(&lookup, "SESSION_CONSISTENT_READS", true)?,
             expiry_shards: parse(&lookup, "SESSION_EXPIRY_SHARDS", 16)?,
@@ -100,10 +108,13 @@ impl Config {
         Ok(config)
     }
 
-    /// A configuration with default limits for `table_name` (tests and tools).
+    /// A configuration with default limits for the tables `table_name` and
+    /// `{table_name}-registry` (tests and tools).
     pub fn for_table(table_name: impl Into<String>) -> Self {
+        let table_name = table_name.into();
         Self {
-            table_name: table_name.into(),
+            registry_table: format!("{table_name}-registry"),
+            table_name,
             limits: Limits::default(),
             consistent_reads: true,
             expiry_shards: 16,
@@ -174,8 +185,8 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_only_the_table_is_set() {
-        let c = config(&[("SESSIONS_TABLE", "t")]).unwrap();
-        assert_eq!(c.table_name, "t");
+        let c = config(&[("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r")]).unwrap();
+        assert_eq!((c.table_name.as_str(), c.registry_table.as_str()), ("t", "r"));
         assert_eq!(c.limits, Limits::default());
         assert!(c.consistent_reads);
     }
@@ -183,22 +194,23 @@ mod tests {
     #[test]
     fn missing_table_is_an_error() {
         assert_eq!(config(&[]).unwrap_err().name, "SESSIONS_TABLE");
+        assert_eq!(config(&[("SESSIONS_TABLE", "t")]).unwrap_err().name, "REGISTRY_TABLE");
     }
 
     #[test]
     fn unparsable_or_inconsistent_values_are_errors() {
-        let e = config(&[("SESSIONS_TABLE", "t"), ("SESSION_IDLE_TIMEOUT_SECONDS", "ten")]).unwrap_err();
+        let e = config(&[("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"), ("SESSION_IDLE_TIMEOUT_SECONDS", "ten")]).unwrap_err();
         assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
-        let e = config(&[("SESSIONS_TABLE", "t"), ("SESSION_MAX_DATA_BYTES", "500000")]).unwrap_err();
+        let e = config(&[("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"), ("SESSION_MAX_DATA_BYTES", "500000")]).unwrap_err();
         assert_eq!(e.name, "SESSION_MAX_DATA_BYTES");
-        let e = config(&[("SESSIONS_TABLE", "t"), ("SESSION_IDLE_TIMEOUT_SECONDS", "90000")]).unwrap_err();
+        let e = config(&[("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"), ("SESSION_IDLE_TIMEOUT_SECONDS", "90000")]).unwrap_err();
         assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
     }
 
     #[test]
     fn overrides_are_read() {
         let c = config(&[
-            ("SESSIONS_TABLE", "t"),
+            ("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"),
             ("SESSION_CONSISTENT_READS", "false"),
             ("SESSION_TOUCH_STEP_SECONDS", "5"),
         ])

@@ -34,6 +34,9 @@ pub enum ValidationError {
     /// A list cursor that this service did not hand out for this subject.
     #[error("cursor is not one this service returned for this subject")]
     Cursor,
+    /// An `Idempotency-Key` that is too short, too long or not visible ASCII.
+    #[error("Idempotency-Key must be 16 to 255 visible ASCII characters (a UUID, say): it must be unguessable")]
+    IdempotencyKey,
 }
 
 /// Everything that can go wrong in a store operation.
@@ -53,6 +56,19 @@ pub enum StoreError {
     Contention {
         /// Attempts made.
         attempts: u32,
+    },
+    /// The `Idempotency-Key` was used before with a different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    /// A request with the same `Idempotency-Key` is being processed right now.
+    #[error("a request with this Idempotency-Key is in progress")]
+    IdempotencyInFlight,
+    /// An owner's revocation did not finish within its time budget; what it did
+    /// stands, and repeating the request finishes it.
+    #[error("revoking the owner's sessions did not finish in time; {revoked} revoked so far")]
+    Incomplete {
+        /// Live sessions revoked so far.
+        revoked: u64,
     },
     /// The request breaks a session rule.
     #[error(transparent)]
@@ -156,6 +172,6 @@ impl StoreError {
                 | Self::Query(_)
                 | Self::BatchGetItem(_)
         );
-        (sdk && !self.is_item_too_large()) || matches!(self, Self::Busy { .. })
+        (sdk && !self.is_item_too_large()) || matches!(self, Self::Busy { .. } | Self::Incomplete { .. })
     }
 }

@@ -1,4 +1,10 @@
-//! Session ids: 256 bits from the OS CSPRNG, base64url without padding.
+//! Session ids: 256 bits from the OS CSPRNG, base64url without padding, and the
+//! handles that stand for them at rest.
+//!
+//! An id is a bearer secret: the table never stores it. Items are keyed by the
+//! id's [`Handle`], a domain-separated SHA-256 digest. The id has 256 bits of
+//! entropy, so a plain hash is as strong as a salted, slow one: nobody can find
+//! the id from its handle, and the handle is no use as a bearer token.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,6 +14,11 @@ use sha2::{Digest, Sha256};
 pub const ID_BYTES: usize = 32;
 /// Length of an encoded session id.
 pub const ID_LEN: usize = 43;
+
+/// Domain separation of the handle digest (so no other SHA-256 of an id matches it).
+const HANDLE_DOMAIN: &[u8] = b"session-service/v1/session-handle\0";
+/// Length of a handle: 32 bytes in lowercase hex.
+pub const HANDLE_LEN: usize = 64;
 
 /// A well-formed session id. `Debug` shows only its fingerprint, so ids do not leak into logs.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -36,22 +47,67 @@ impl SessionId {
         (bytes.len() == ID_BYTES && URL_SAFE_NO_PAD.encode(&bytes) == raw).then(|| Self(raw.to_owned()))
     }
 
-    /// The id as sent to clients and stored in the table.
+    /// The id as sent to the client that created or rotated the session; never stored.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// A short, stable, non-reversible tag for logs and audit records (12 hex digits of SHA-256).
-    pub fn fingerprint(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    /// The handle the table keys this session by.
+    pub fn handle(&self) -> Handle {
+        let digest = Sha256::new()
+            .chain_update(HANDLE_DOMAIN)
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        Handle(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    /// The expiry-index shard of this id, in `0..shards`.
-    pub fn shard(&self, shards: u32) -> u32 {
-        let digest = Sha256::digest(self.0.as_bytes());
-        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % shards.max(1)
+    /// A short, stable, non-reversible tag for logs (the handle's fingerprint).
+    pub fn fingerprint(&self) -> String {
+        self.handle().fingerprint()
     }
+}
+
+/// What stands for a session at rest and in listings: SHA-256 of its id
+/// (domain-separated), 64 lowercase hex digits. It names the session without
+/// giving access to it: the API takes ids, never handles, for session access.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Handle(String);
+
+impl Handle {
+    /// Parses a handle; `None` unless it is 64 lowercase hex digits.
+    pub fn parse(raw: &str) -> Option<Self> {
+        (raw.len() == HANDLE_LEN && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(raw.to_owned()))
+    }
+
+    /// The handle's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short tag for logs and audit records: the handle's first 12 hex digits.
+    pub fn fingerprint(&self) -> String {
+        self.0[..12].to_owned()
+    }
+
+    /// The expiry-index shard of this session, in `0..shards`.
+    pub fn shard(&self, shards: u32) -> u32 {
+        u32::from_str_radix(&self.0[..8], 16).unwrap_or(0) % shards.max(1)
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handle({})", self.fingerprint())
+    }
+}
+
+/// 16 random bytes in hex: a session family (an id and its rotations) or a write's token.
+pub fn random_token() -> Result<String, RandomnessError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(RandomnessError)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl std::fmt::Debug for SessionId {
@@ -117,5 +173,21 @@ mod tests {
         assert_eq!(id.fingerprint().len(), 12);
         assert_eq!(id.fingerprint(), id.clone().fingerprint());
         assert!(!format!("{id:?}").contains(id.as_str()));
+    }
+
+    #[test]
+    fn handles_are_hex_digests_that_differ_from_plain_sha256_and_parse_back() {
+        let id = SessionId::generate().unwrap();
+        let handle = id.handle();
+        assert_eq!(handle.as_str().len(), HANDLE_LEN);
+        assert_eq!(Handle::parse(handle.as_str()), Some(handle.clone()));
+        let plain: String = Sha256::digest(id.as_str().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(handle.as_str(), plain, "domain-separated");
+        assert!(handle.as_str().starts_with(&id.fingerprint()));
+        assert_eq!(Handle::parse(&handle.as_str().to_uppercase()), None);
+        assert_eq!(Handle::parse(id.as_str()), None, "an id is not a handle");
     }
 }

@@ -7,6 +7,11 @@
 //! merges), and the expiry-index key `expiry_shard` / `expiry_bucket`. The
 //! bucket is a lower bound of the expiry that touches leave alone, so touches
 //! never rewrite the index; the sweeper re-buckets what it finds still live.
+//!
+//! The key is the session's [`Handle`], never its id: no item, index entry or
+//! stream record holds a bearer token. `write_token` names the last data write,
+//! so a write whose response was lost, retried by the SDK and refused by its own
+//! condition, can recognise that it was committed after all.
 
 use std::collections::HashMap;
 
@@ -16,20 +21,24 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::data::SessionData;
 use crate::error::StoreError;
-use crate::id::SessionId;
+use crate::id::Handle;
 use crate::model::{Session, Subject, Timestamp, expiry_bucket};
 
 /// Attribute names of a session item.
 pub mod attr {
-    /// Partition key: the session id.
-    pub const ID: &str = "id";
-    /// Owner; the subject index's partition key (absent for anonymous sessions).
+    /// Partition key: the session's handle (a digest of its id).
+    pub const HANDLE: &str = "handle";
+    /// The session's family (kept across rotations).
+    pub const FAMILY: &str = "family";
+    /// Token of the last create, rotation or data write.
+    pub const WRITE_TOKEN: &str = "write_token";
+    /// Owner (absent for anonymous sessions).
     pub const SUBJECT: &str = "subject";
     /// Map from `_`-prefixed data keys to their JSON text.
     pub const DATA: &str = "data";
     /// Upper bound of the data's encoded size.
     pub const DATA_BYTES: &str = "data_bytes";
-    /// Creation time, epoch seconds; the subject index's sort key.
+    /// Creation time, epoch seconds (kept across rotations).
     pub const CREATED_AT: &str = "created_at";
     /// Last activity, epoch seconds.
     pub const UPDATED_AT: &str = "updated_at";
@@ -49,8 +58,6 @@ pub mod attr {
     pub const EXPIRY_BUCKET: &str = "expiry_bucket";
 }
 
-/// Sparse index of sessions by owner (keys only, so activity never writes it).
-pub const SUBJECT_INDEX: &str = "subject-index";
 /// Index of sessions by coarse expiry bucket, sharded (keys only).
 pub const EXPIRY_INDEX: &str = "expiry-index";
 
@@ -61,11 +68,16 @@ pub struct Record {
     pub session: Session,
     /// The expiry-index bucket the item is filed under (at or before its expiry).
     pub expiry_bucket: i64,
+    /// Token of the write that left the item as it is.
+    pub write_token: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredSession {
-    id: String,
+    handle: String,
+    family: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
     #[serde(default)]
@@ -83,10 +95,18 @@ struct StoredSession {
     expiry_bucket: i64,
 }
 
-/// The item for `session`, filed under `bucket` (its own expiry's bucket when `None`).
-pub fn encode(session: &Session, bucket: Option<i64>, config: &Config) -> HashMap<String, AttributeValue> {
+/// The item for `session`, filed under `bucket` (its own expiry's bucket when `None`),
+/// written by the write named `write_token`.
+pub fn encode(
+    session: &Session,
+    bucket: Option<i64>,
+    write_token: &str,
+    config: &Config,
+) -> HashMap<String, AttributeValue> {
     let stored = StoredSession {
-        id: session.id.as_str().to_owned(),
+        handle: session.handle.as_str().to_owned(),
+        family: session.family.clone(),
+        write_token: Some(write_token.to_owned()),
         subject: session.subject.as_ref().map(|s| s.as_str().to_owned()),
         data: HashMap::new(),
         data_bytes: session.data.encoded_size() as u64,
@@ -97,7 +117,7 @@ pub fn encode(session: &Session, bucket: Option<i64>, config: &Config) -> HashMa
         idle_timeout: session.idle_timeout_seconds,
         version: session.version,
         slide_until: session.slide_until().0,
-        expiry_shard: session.id.shard(config.expiry_shards),
+        expiry_shard: session.handle.shard(config.expiry_shards),
         expiry_bucket: bucket.unwrap_or_else(|| expiry_bucket(session.expires_at, config.expiry_bucket_seconds)),
     };
     let mut item: HashMap<String, AttributeValue> =
@@ -111,7 +131,8 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
     let stored: StoredSession = serde_dynamo::from_item(item)?;
     let corrupt = || StoreError::Corrupt(None);
     let session = Session {
-        id: SessionId::parse(&stored.id).ok_or_else(corrupt)?,
+        handle: Handle::parse(&stored.handle).ok_or_else(corrupt)?,
+        family: stored.family,
         subject: stored
             .subject
             .map(|s| Subject::parse(&s))
@@ -128,6 +149,7 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
     Ok(Record {
         session,
         expiry_bucket: stored.expiry_bucket,
+        write_token: stored.write_token,
     })
 }
 
@@ -136,15 +158,16 @@ pub fn decode_image(image: serde_dynamo::Item) -> Result<Record, StoreError> {
     decode(image.into())
 }
 
-/// The key of the session item with id `id`.
-pub fn key(id: &SessionId) -> HashMap<String, AttributeValue> {
-    HashMap::from([(attr::ID.to_owned(), AttributeValue::S(id.as_str().to_owned()))])
+/// The key of the session item with handle `handle`.
+pub fn key(handle: &Handle) -> HashMap<String, AttributeValue> {
+    HashMap::from([(attr::HANDLE.to_owned(), AttributeValue::S(handle.as_str().to_owned()))])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Limits;
+    use crate::id::SessionId;
     use crate::model::NewSession;
 
     #[test]
@@ -155,14 +178,17 @@ mod tests {
             data: SessionData::from_json(r#"{"":1,"x":1.0}"#).unwrap(),
             ..Default::default()
         };
+        let id = SessionId::generate().unwrap();
         let session = Session::create(
-            SessionId::generate().unwrap(),
+            &id,
+            "family".into(),
             request,
             &Limits::default(),
             Timestamp(1_800_000_000),
         )
         .unwrap();
-        let item = encode(&session, None, &config);
+        let item = encode(&session, None, "w1", &config);
+        assert!(!format!("{item:?}").contains(id.as_str()), "the id is never stored");
         assert!(
             matches!(&item[attr::EXPIRES_AT], AttributeValue::N(n) if n == "1800001800"),
             "TTL is a Number"
@@ -170,5 +196,6 @@ mod tests {
         assert!(matches!(&item[attr::EXPIRY_BUCKET], AttributeValue::N(n) if n == "1800001800"));
         let record = decode(item).unwrap();
         assert_eq!(record.session, session);
+        assert_eq!(record.write_token.as_deref(), Some("w1"));
     }
 }

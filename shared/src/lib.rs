@@ -2,8 +2,10 @@
 //!
 //! - [`model`]: the session, its expiry rules and the changes a request can make.
 //! - [`data`]: the session's JSON data and its lossless storage format.
-//! - [`id`]: session ids (256 bits of OS randomness) and their log-safe fingerprints.
+//! - [`id`]: session ids (256 bits of OS randomness) and the handles that stand for them at rest.
+//! - [`item`]: how a session is laid out as an item of the sessions table.
 //! - [`store`]: the DynamoDB store, one request per single-session operation.
+//! - [`registry`]: owners' memberships, revocation locks and idempotency records.
 //! - [`config`]: configuration read once from the environment.
 //! - [`error`]: typed errors that keep the SDK's own error.
 //!
@@ -16,6 +18,7 @@ pub mod error;
 pub mod id;
 pub mod item;
 pub mod model;
+pub mod registry;
 pub mod runtime;
 #[cfg(feature = "schema")]
 pub mod schema;
@@ -27,6 +30,7 @@ pub mod testkit;
 pub use config::{Config, ConfigError, Limits};
 pub use data::{DataPatch, SessionData};
 pub use error::{StoreError, ValidationError};
-pub use id::SessionId;
-pub use model::{Change, Clock, NewSession, Session, SessionSummary, Subject, SystemClock, Timestamp};
+pub use id::{Handle, SessionId};
+pub use model::{Change, Clock, Issued, NewSession, Session, SessionSummary, Subject, SystemClock, Timestamp};
+pub use registry::IdempotencyKey;
 pub use store::{DynamoStore, SubjectPage};

@@ -10,7 +10,7 @@ use serde::{Serialize, Serializer};
 use crate::config::Limits;
 use crate::data::{DataPatch, SessionData};
 use crate::error::ValidationError;
-use crate::id::SessionId;
+use crate::id::{Handle, SessionId};
 
 /// An instant in whole seconds since the Unix epoch; serialized as RFC 3339 UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,12 +81,16 @@ impl Subject {
     }
 }
 
-/// A live session as clients see it.
+/// A live session as clients see it. It carries the session's handle, never its
+/// id: the store does not know ids, only their handles.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Session {
-    /// The session's id (a bearer secret).
-    #[serde(serialize_with = "serialize_id")]
-    pub id: SessionId,
+    /// The session's handle (what the table keys it by; no use as a bearer token).
+    pub handle: Handle,
+    /// The session's family: random, given at create and kept across rotations,
+    /// so that revoking an owner's sessions can spare one session and its rotations.
+    #[serde(skip)]
+    pub family: String,
     /// The owner, if the session has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
@@ -110,12 +114,22 @@ fn serialize_id<S: Serializer>(id: &SessionId, serializer: S) -> Result<S::Ok, S
     serializer.serialize_str(id.as_str())
 }
 
-/// A session without its data, as owner listings show it.
+/// A session just created or rotated, with its new id: the one answer that carries an id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SessionSummary {
-    /// The session's id.
+pub struct Issued {
+    /// The new session's id (a bearer secret, returned to this caller only).
     #[serde(serialize_with = "serialize_id")]
     pub id: SessionId,
+    /// The session.
+    #[serde(flatten)]
+    pub session: Session,
+}
+
+/// A session without its data, as owner listings show it: a handle, never the id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionSummary {
+    /// The session's handle: names it in `DELETE /subjects/{subject}/sessions/{handle}`.
+    pub handle: Handle,
     /// The owner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
@@ -136,7 +150,7 @@ pub struct SessionSummary {
 impl From<Session> for SessionSummary {
     fn from(s: Session) -> Self {
         Self {
-            id: s.id,
+            handle: s.handle,
             subject: s.subject,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -214,9 +228,11 @@ pub fn check_data_size(data: &SessionData, limits: &Limits) -> Result<(), Valida
 }
 
 impl Session {
-    /// A new session with id `id`, created at `now`, with defaults and limits applied.
+    /// A new session for id `id` in family `family`, created at `now`, with defaults
+    /// and limits applied.
     pub fn create(
-        id: SessionId,
+        id: &SessionId,
+        family: String,
         request: NewSession,
         limits: &Limits,
         now: Timestamp,
@@ -236,7 +252,8 @@ impl Session {
         check_data_size(&request.data, limits)?;
         let absolute_expires_at = now.plus(absolute);
         Ok(Self {
-            id,
+            handle: id.handle(),
+            family,
             subject: request.subject,
             data: request.data,
             created_at: now,
@@ -296,11 +313,13 @@ impl Session {
     }
 
     /// The session that replaces this one on rotation at `now`: a new id, the same
-    /// owner, creation time and absolute expiry, the data if `keep_data`.
-    pub fn rotated(&self, new_id: SessionId, keep_data: bool, now: Timestamp) -> Self {
+    /// family, creation time and absolute expiry, the data if `keep_data`, and the
+    /// same owner unless `subject` names a new one (a login).
+    pub fn rotated(&self, new_id: &SessionId, keep_data: bool, subject: Option<Subject>, now: Timestamp) -> Self {
         Self {
-            id: new_id,
-            subject: self.subject.clone(),
+            handle: new_id.handle(),
+            family: self.family.clone(),
+            subject: subject.or_else(|| self.subject.clone()),
             data: if keep_data {
                 self.data.clone()
             } else {
@@ -328,7 +347,7 @@ mod tests {
             absolute_timeout_seconds: Some(absolute),
             ..Default::default()
         };
-        Session::create(SessionId::generate().unwrap(), request, &Limits::default(), T0).unwrap()
+        Session::create(&SessionId::generate().unwrap(), "f".into(), request, &Limits::default(), T0).unwrap()
     }
 
     #[test]
@@ -347,7 +366,7 @@ mod tests {
     #[test]
     fn create_applies_defaults_and_rejects_out_of_range_timeouts() {
         let limits = Limits::default();
-        let s = Session::create(SessionId::generate().unwrap(), NewSession::default(), &limits, T0).unwrap();
+        let s = Session::create(&SessionId::generate().unwrap(), "f".into(), NewSession::default(), &limits, T0).unwrap();
         assert_eq!(s.idle_timeout_seconds, 1800);
         assert_eq!(s.absolute_expires_at, T0.plus(43200));
         assert_eq!(s.expires_at, T0.plus(1800));
@@ -357,7 +376,7 @@ mod tests {
                 idle_timeout_seconds: Some(bad),
                 ..Default::default()
             };
-            let err = Session::create(SessionId::generate().unwrap(), request, &limits, T0).unwrap_err();
+            let err = Session::create(&SessionId::generate().unwrap(), "f".into(), request, &limits, T0).unwrap_err();
             assert!(matches!(
                 err,
                 ValidationError::Timeout {
@@ -434,13 +453,16 @@ mod tests {
         s.subject = Some(Subject::parse("alice").unwrap());
         s.data = SessionData::from_json(r#"{"k":1}"#).unwrap();
         let new_id = SessionId::generate().unwrap();
-        let r = s.rotated(new_id.clone(), false, T0.plus(100));
+        let r = s.rotated(&new_id, false, None, T0.plus(100));
         assert_eq!(
-            (r.id, r.subject.clone(), r.created_at, r.absolute_expires_at),
-            (new_id, s.subject.clone(), T0, s.absolute_expires_at)
+            (r.handle, r.family.clone(), r.subject.clone(), r.created_at, r.absolute_expires_at),
+            (new_id.handle(), s.family.clone(), s.subject.clone(), T0, s.absolute_expires_at)
         );
         assert!(r.data.is_empty());
         assert_eq!(r.expires_at, T0.plus(700));
+        let bob = Subject::parse("bob").unwrap();
+        let login = s.rotated(&SessionId::generate().unwrap(), true, Some(bob.clone()), T0.plus(100));
+        assert_eq!((login.subject, login.data), (Some(bob), s.data.clone()));
     }
 
     #[test]

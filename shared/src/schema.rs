@@ -17,6 +17,8 @@ pub const TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/..
 
 /// Logical id of the sessions table in the template.
 pub const SESSIONS_TABLE: &str = "SessionsTable";
+/// Logical id of the registry table (memberships, revocation locks, idempotency records).
+pub const REGISTRY_TABLE: &str = "RegistryTable";
 
 /// What went wrong reading a table definition or creating the table.
 #[derive(Debug, thiserror::Error)]
@@ -205,12 +207,24 @@ impl TableSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::{EXPIRY_INDEX, SUBJECT_INDEX, attr};
+    use crate::item::{EXPIRY_INDEX, attr};
+
+    #[test]
+    fn the_templates_registry_table_matches_what_the_store_writes() {
+        use crate::registry::attr;
+        let spec = TableSpec::from_template(TEMPLATE, REGISTRY_TABLE).unwrap();
+        let keys: Vec<_> = spec.key_schema.iter().map(|k| k.attribute_name().to_owned()).collect();
+        assert_eq!(keys, [attr::PK, attr::SK]);
+        assert_eq!(spec.ttl_attribute.as_deref(), Some(attr::EXPIRES_AT));
+        assert_eq!(spec.stream_view, None, "nothing reads a stream of it");
+        assert!(spec.indexes.is_empty(), "read strongly consistently, so by its key only");
+    }
 
     #[test]
     fn the_templates_sessions_table_matches_what_the_store_writes() {
         let spec = TableSpec::sessions().unwrap();
-        assert_eq!(spec.key_schema[0].attribute_name(), attr::ID);
+        assert_eq!(spec.key_schema[0].attribute_name(), attr::HANDLE);
+        assert_eq!(spec.indexes.len(), 1, "the expiry index only");
         assert_eq!(spec.ttl_attribute.as_deref(), Some(attr::EXPIRES_AT));
         assert_eq!(spec.stream_view, Some(StreamViewType::OldImage));
         let index = |name: &str| spec.indexes.iter().find(|i| i.index_name() == name).unwrap();
@@ -221,13 +235,10 @@ mod tests {
                 .map(|k| k.attribute_name().to_owned())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(keys(SUBJECT_INDEX), [attr::SUBJECT, attr::CREATED_AT]);
         assert_eq!(keys(EXPIRY_INDEX), [attr::EXPIRY_SHARD, attr::EXPIRY_BUCKET]);
-        for name in [SUBJECT_INDEX, EXPIRY_INDEX] {
-            assert_eq!(
-                index(name).projection().and_then(|p| p.projection_type()),
-                Some(&ProjectionType::KeysOnly)
-            );
-        }
+        assert_eq!(
+            index(EXPIRY_INDEX).projection().and_then(|p| p.projection_type()),
+            Some(&ProjectionType::KeysOnly)
+        );
     }
 }

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,9 +22,12 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::data::DataPatch;
 use crate::error::{StoreError, ValidationError};
-use crate::id::SessionId;
-use crate::item::{self, Record, SUBJECT_INDEX, attr};
-use crate::model::{Change, NewSession, Session, SessionSummary, Subject, Timestamp, check_data_size, expiry_bucket};
+use crate::id::{Handle, SessionId, random_token};
+use crate::item::{self, Record, attr};
+use crate::model::{
+    Change, Issued, NewSession, Session, SessionSummary, Subject, Timestamp, check_data_size, expiry_bucket,
+};
+use crate::registry::{IdempotencyKey, MEMBERSHIP_PREFIX, Replay};
 
 /// Attempts at a write whose item keeps changing underneath it.
 const MAX_ATTEMPTS: u32 = 3;
@@ -32,6 +36,9 @@ const MAX_ATTEMPTS: u32 = 3;
 const MAX_FAST_MERGE_KEYS: usize = 50;
 /// Deletes in flight at once when revoking an owner's sessions.
 const REVOKE_CONCURRENCY: usize = 16;
+/// Time a revoke of an owner's sessions may take before it answers that it is
+/// not done (within the API function's 10 s timeout, and well within the lock).
+const REVOKE_BUDGET: Duration = Duration::from_secs(6);
 
 /// One page of an owner's live sessions.
 #[derive(Debug, Clone)]
@@ -115,7 +122,7 @@ impl DynamoStore {
 
     /// Readies the client before the first request: resolves credentials and
     /// the endpoint and opens the connection (DNS, TCP, TLS) with one eventually
-    /// consistent GetItem of a key no session can have (ids are 43 characters).
+    /// consistent GetItem of a key no session can have (handles are 64 hex digits).
     /// Called during a Lambda's init, which runs at full CPU whatever the memory
     /// size. Returns whether DynamoDB answered; a failure only costs the first
     /// request the set-up it would have paid anyway.
@@ -124,9 +131,9 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.config.table_name)
-            .key(attr::ID, AttributeValue::S("warm-up".into()))
-            .projection_expression("#id")
-            .expression_attribute_names("#id", attr::ID)
+            .key(attr::HANDLE, AttributeValue::S("warm-up".into()))
+            .projection_expression("#handle")
+            .expression_attribute_names("#handle", attr::HANDLE)
             .send()
             .await;
         if let Err(e) = &result {
@@ -135,54 +142,155 @@ impl DynamoStore {
         result.is_ok()
     }
 
-    /// Creates a session: one conditional PutItem (`attribute_not_exists`), so an
-    /// id can never overwrite another session.
-    pub async fn create(&self, request: NewSession, now: Timestamp) -> Result<Session, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let session = Session::create(SessionId::generate()?, request.clone(), &self.config.limits, now)?;
-            let mut expr = Expr::default();
-            let condition = format!("attribute_not_exists({})", expr.name(attr::ID));
+    /// Creates a session: one conditional PutItem (`attribute_not_exists`), or for
+    /// an owned session or an `Idempotency-Key` one TransactWriteItems that also
+    /// writes its membership and idempotency record. An SDK retry of a committed
+    /// write that its own condition refuses is recognised by its write token.
+    pub async fn create(
+        &self,
+        request: NewSession,
+        idempotency: Option<&IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<Issued, StoreError> {
+        let id = SessionId::generate()?;
+        let write = random_token()?;
+        let session = Session::create(&id, random_token()?, request, &self.config.limits, now)?;
+        let mut e = Expr::default();
+        let condition = format!("attribute_not_exists({})", e.name(attr::HANDLE));
+        let item = item::encode(&session, None, &write, &self.config);
+        let issued = Issued { id, session };
+        if session_is_alone(&issued.session, idempotency) {
             let result = self
                 .client
                 .put_item()
                 .table_name(&self.config.table_name)
-                .set_item(Some(item::encode(&session, None, &self.config)))
+                .set_item(Some(item))
                 .condition_expression(condition)
-                .set_expression_attribute_names(Some(expr.names))
+                .set_expression_attribute_names(Some(e.names))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
-            match result {
-                Ok(_) => return Ok(session),
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(PutItemError::ConditionalCheckFailedException(_))
-                    ) =>
-                {
-                    warn!(session = %session.id.fingerprint(), "session id collision; drawing another");
-                }
-                Err(e) => return Err(e.into()),
+            return match result {
+                Ok(_) => Ok(issued),
+                Err(err) => match err.as_service_error() {
+                    // 256 random bits never collide: the item is this write, committed by an
+                    // attempt whose response was lost.
+                    Some(PutItemError::ConditionalCheckFailedException(c)) if written_by(c.item.as_ref(), &write) => {
+                        Ok(issued)
+                    }
+                    _ => Err(err.into()),
+                },
+            };
+        }
+        let mut parts = Parts::default();
+        parts.put_session = parts.push(
+            Put::builder()
+                .table_name(&self.config.table_name)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(e.names))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()?,
+        );
+        if let Some(subject) = &issued.session.subject {
+            parts.push(self.put_membership(&issued.session, subject)?);
+        }
+        if let Some(key) = idempotency {
+            parts.idempotency = parts.push(self.put_idempotency_record(key, &issued.id, now)?);
+        }
+        match self.transact(parts, &write, idempotency, now).await? {
+            Transacted::Done => Ok(issued),
+            Transacted::Replayed(issued) => Ok(issued),
+            Transacted::Refused { .. } => Err(StoreError::Contention { attempts: 1 }),
+        }
+    }
+
+    /// Runs a transaction; recognises this write (`write`) committed by a lost
+    /// attempt, and answers from the idempotency record when the key has one.
+    async fn transact(
+        &self,
+        parts: Parts,
+        write: &str,
+        idempotency: Option<&IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<Transacted, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(parts.items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Transacted::Done),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() else {
+            return Err(err.into());
+        };
+        let reason = |i: Option<usize>| i.and_then(|i| cancel.cancellation_reasons().get(i));
+        let failed = |i: Option<usize>| reason(i).filter(|r| r.code() == Some("ConditionalCheckFailed"));
+        if failed(parts.put_session).is_some_and(|r| written_by(r.item.as_ref(), write)) {
+            return Ok(Transacted::Done);
+        }
+        if let (Some(key), Some(record)) = (idempotency, failed(parts.idempotency).and_then(|r| r.item.as_ref())) {
+            return self.replay(key, record, now).await.map(Transacted::Replayed);
+        }
+        let conflict = cancel
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"));
+        if conflict && idempotency.is_some() {
+            return Err(StoreError::IdempotencyInFlight);
+        }
+        if let Some(old) = failed(parts.delete_session) {
+            return Ok(Transacted::Refused {
+                old: Some(old.item.clone()),
+            });
+        }
+        if failed(parts.lock_check).is_some() {
+            // The owner's sessions are being revoked: this one is as good as gone.
+            return Err(StoreError::NotFound);
+        }
+        if conflict {
+            return Ok(Transacted::Refused { old: None });
+        }
+        Err(err.into())
+    }
+
+    /// The answer to a request whose `Idempotency-Key` has `record`: the session it
+    /// issued, as it is now.
+    async fn replay(
+        &self,
+        key: &IdempotencyKey,
+        record: &HashMap<String, AttributeValue>,
+        now: Timestamp,
+    ) -> Result<Issued, StoreError> {
+        match key.replay(record)? {
+            Replay::Mismatch => Err(StoreError::IdempotencyMismatch),
+            Replay::Same(id) => {
+                let session = self.get(&id, now).await?;
+                debug!(session = %session.handle.fingerprint(), "idempotent replay");
+                Ok(Issued { id, session })
             }
         }
-        Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
     }
 
     /// Reads a live session: one GetItem. Expired sessions are not found, even
     /// before DynamoDB's TTL has deleted them.
     pub async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Session, StoreError> {
-        let record = self.read(id).await?;
+        let record = self.read(&id.handle()).await?;
         if record.session.is_expired(now) {
             return Err(StoreError::NotFound);
         }
         Ok(record.session)
     }
 
-    async fn read(&self, id: &SessionId) -> Result<Record, StoreError> {
+    async fn read(&self, handle: &Handle) -> Result<Record, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.config.table_name)
-            .set_key(Some(item::key(id)))
+            .set_key(Some(item::key(handle)))
             .consistent_read(self.config.consistent_reads)
             .send()
             .await?;
@@ -255,7 +363,11 @@ impl DynamoStore {
                 }
             }
         }
-        let mut current = match self.update_in_place(id, &change, if_match, now).await {
+        let handle = id.handle();
+        // Names this write, so that a retry of it that its own condition refuses
+        // (the first attempt committed, its response lost) is known for a success.
+        let write = random_token()?;
+        let mut current = match self.update_in_place(&handle, &change, if_match, &write, now).await {
             Some(Ok(item)) => return Ok(item::decode(item)?.session),
             Some(Err(WriteFailure::Condition(old))) => Some(old),
             Some(Err(WriteFailure::Other(e))) => return Err(e),
@@ -265,8 +377,11 @@ impl DynamoStore {
             let record = match current.take() {
                 Some(Some(old)) => item::decode(old)?,
                 Some(None) => return Err(StoreError::NotFound),
-                None => self.read(id).await?,
+                None => self.read(&handle).await?,
             };
+            if record.write_token.as_deref() == Some(write.as_str()) {
+                return Ok(record.session);
+            }
             let session = &record.session;
             if session.is_expired(now) {
                 return Err(StoreError::NotFound);
@@ -279,13 +394,13 @@ impl DynamoStore {
                 }
             }
             let Some(next) = session.changed(&change, limits, now)? else {
-                debug!(session = %id.fingerprint(), "touch within the step; not written");
+                debug!(session = %handle.fingerprint(), "touch within the step; not written");
                 return Ok(record.session);
             };
             let bucket = record
                 .expiry_bucket
                 .min(expiry_bucket(next.expires_at, self.config.expiry_bucket_seconds));
-            match self.put_if_unchanged(&next, bucket, session).await {
+            match self.put_if_unchanged(&next, bucket, session, &write).await {
                 Ok(()) => return Ok(next),
                 Err(WriteFailure::Condition(old)) => current = Some(old),
                 Err(WriteFailure::Other(e)) => return Err(e),
@@ -298,16 +413,17 @@ impl DynamoStore {
     /// case. `None` when the change cannot be expressed that way.
     async fn update_in_place(
         &self,
-        id: &SessionId,
+        handle: &Handle,
         change: &Change,
         if_match: Option<&[u64]>,
+        write: &str,
         now: Timestamp,
     ) -> Option<Result<HashMap<String, AttributeValue>, WriteFailure>> {
         let limits = &self.config.limits;
         let mut e = Expr::default();
         let now_v = e.num(now.0);
         let mut conditions = vec![
-            format!("attribute_exists({})", e.name(attr::ID)),
+            format!("attribute_exists({})", e.name(attr::HANDLE)),
             format!("{} >= {now_v}", e.name(attr::EXPIRES_AT)),
         ];
         if let Some(versions) = if_match {
@@ -323,9 +439,15 @@ impl DynamoStore {
                 e.name(attr::IDLE_TIMEOUT)
             ));
         };
-        let bump_version = |e: &mut Expr, sets: &mut Vec<String>| {
+        // A data write bumps the version and names itself; a retry of it after it
+        // committed fails the token condition, and the token tells it apart.
+        let bump_version = |e: &mut Expr, conditions: &mut Vec<String>, sets: &mut Vec<String>| {
             let version = e.name(attr::VERSION);
             sets.push(format!("{version} = {version} + {}", e.num(1)));
+            let token = e.name(attr::WRITE_TOKEN);
+            let write_v = e.value(AttributeValue::S(write.to_owned()));
+            conditions.push(format!("(attribute_not_exists({token}) OR {token} <> {write_v})"));
+            sets.push(format!("{token} = {write_v}"));
         };
         match change {
             Change::Touch => {
@@ -345,7 +467,7 @@ impl DynamoStore {
             } => {
                 sets.push(format!("{} = {}", e.name(attr::DATA), e.value(data.to_attribute())));
                 sets.push(format!("{} = {}", e.name(attr::DATA_BYTES), e.num(data.encoded_size())));
-                bump_version(&mut e, &mut sets);
+                bump_version(&mut e, &mut conditions, &mut sets);
                 match idle_timeout_seconds {
                     None => slide_from_stored(&mut e, &mut conditions, &mut sets),
                     Some(idle) => {
@@ -380,7 +502,7 @@ impl DynamoStore {
                 let bytes = e.name(attr::DATA_BYTES);
                 conditions.push(format!("{bytes} <= {}", e.num(limits.max_data_bytes - added)));
                 sets.push(format!("{bytes} = {bytes} + {}", e.num(added)));
-                bump_version(&mut e, &mut sets);
+                bump_version(&mut e, &mut conditions, &mut sets);
                 slide_from_stored(&mut e, &mut conditions, &mut sets);
             }
         }
@@ -392,7 +514,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.config.table_name)
-            .set_key(Some(item::key(id)))
+            .set_key(Some(item::key(handle)))
             .update_expression(update)
             .condition_expression(conditions.join(" AND "))
             .set_expression_attribute_names(Some(e.names))
@@ -413,7 +535,13 @@ impl DynamoStore {
     /// Writes `next` in full, provided the item is still exactly `previous`
     /// (same data version and activity time), so no concurrent write is lost and
     /// nothing deleted is recreated.
-    async fn put_if_unchanged(&self, next: &Session, bucket: i64, previous: &Session) -> Result<(), WriteFailure> {
+    async fn put_if_unchanged(
+        &self,
+        next: &Session,
+        bucket: i64,
+        previous: &Session,
+        write: &str,
+    ) -> Result<(), WriteFailure> {
         let mut e = Expr::default();
         let condition = format!(
             "{} = {} AND {} = {}",
@@ -426,7 +554,7 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(&self.config.table_name)
-            .set_item(Some(item::encode(next, Some(bucket), &self.config)))
+            .set_item(Some(item::encode(next, Some(bucket), write, &self.config)))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(e.names))
             .set_expression_attribute_values(Some(e.values))
@@ -442,89 +570,144 @@ impl DynamoStore {
         }
     }
 
-    /// Replaces a session by one with a new id, the same owner, data (if
-    /// `keep_data`) and absolute expiry. The old id is deleted and the new one
-    /// written in one TransactWriteItems, so exactly one of them exists at any time.
-    pub async fn rotate(&self, id: &SessionId, keep_data: bool, now: Timestamp) -> Result<Session, StoreError> {
+    /// Replaces a session by one with a new id, the same family, data (if
+    /// `keep_data`), creation time and absolute expiry, owned by `subject` if given
+    /// (a login) or by the same owner. One TransactWriteItems deletes the old item
+    /// and writes the new one, so exactly one of them exists at any time; it also
+    /// moves the owner's membership, checks that no revoke of the old owner's
+    /// sessions is under way, and writes the idempotency record, if any.
+    pub async fn rotate(
+        &self,
+        id: &SessionId,
+        keep_data: bool,
+        subject: Option<Subject>,
+        idempotency: Option<&IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<Issued, StoreError> {
+        let handle = id.handle();
         let mut known: Option<Record> = None;
         for _ in 0..MAX_ATTEMPTS {
             let record = match known.take() {
-                Some(record) => record,
-                None => self.read(id).await?,
+                Some(record) => Ok(record),
+                None => self.read(&handle).await,
             };
-            if record.session.is_expired(now) {
-                return Err(StoreError::NotFound);
-            }
-            let next = record.session.rotated(SessionId::generate()?, keep_data, now);
+            let record = match record {
+                Ok(record) if !record.session.is_expired(now) => record,
+                Ok(_) => return Err(StoreError::NotFound),
+                // A retry of a rotation that happened finds the old id gone and the record.
+                Err(StoreError::NotFound) if idempotency.is_some() => {
+                    let key = idempotency.expect("checked above");
+                    return match self.idempotency_record(key, now).await? {
+                        Some(record) => self.replay(key, &record, now).await,
+                        None => Err(StoreError::NotFound),
+                    };
+                }
+                Err(e) => return Err(e),
+            };
+            let old = &record.session;
+            let new_id = SessionId::generate()?;
+            let write = random_token()?;
+            let next = old.rotated(&new_id, keep_data, subject.clone(), now);
+            let mut parts = Parts::default();
             let mut e = Expr::default();
             let condition = format!(
                 "{} = {} AND {} >= {}",
                 e.name(attr::VERSION),
-                e.num(record.session.version),
+                e.num(old.version),
                 e.name(attr::EXPIRES_AT),
                 e.num(now.0)
             );
-            let delete = Delete::builder()
-                .table_name(&self.config.table_name)
-                .set_key(Some(item::key(id)))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(e.names))
-                .set_expression_attribute_values(Some(e.values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()?;
+            parts.delete_session = parts.push(
+                Delete::builder()
+                    .table_name(&self.config.table_name)
+                    .set_key(Some(item::key(&old.handle)))
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(Some(e.names))
+                    .set_expression_attribute_values(Some(e.values))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build()?,
+            );
             let mut e = Expr::default();
-            let put = Put::builder()
-                .table_name(&self.config.table_name)
-                .set_item(Some(item::encode(&next, None, &self.config)))
-                .condition_expression(format!("attribute_not_exists({})", e.name(attr::ID)))
-                .set_expression_attribute_names(Some(e.names))
-                .build()?;
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().delete(delete).build())
-                .transact_items(TransactWriteItem::builder().put(put).build())
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(next),
-                Err(err) => err,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() else {
-                return Err(err.into());
-            };
-            let failed = |i: usize| {
-                cancel
-                    .cancellation_reasons()
-                    .get(i)
-                    .filter(|r| r.code() == Some("ConditionalCheckFailed"))
-            };
-            if let Some(reason) = failed(0) {
+            parts.put_session = parts.push(
+                Put::builder()
+                    .table_name(&self.config.table_name)
+                    .set_item(Some(item::encode(&next, None, &write, &self.config)))
+                    .condition_expression(format!("attribute_not_exists({})", e.name(attr::HANDLE)))
+                    .set_expression_attribute_names(Some(e.names))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build()?,
+            );
+            if let Some(owner) = &old.subject {
+                parts.lock_check = parts.push(self.check_not_revoking(owner, &old.family, now)?);
+                parts.push(self.delete_membership(old, owner)?);
+            }
+            if let Some(owner) = &next.subject {
+                parts.push(self.put_membership(&next, owner)?);
+            }
+            if let Some(key) = idempotency {
+                parts.idempotency = parts.push(self.put_idempotency_record(key, &new_id, now)?);
+            }
+            match self.transact(parts, &write, idempotency, now).await? {
+                Transacted::Done => return Ok(Issued { id: new_id, session: next }),
+                Transacted::Replayed(issued) => return Ok(issued),
                 // The old session changed, expired or went away: look again.
-                known = Some(item::decode(reason.item.clone().ok_or(StoreError::NotFound)?)?);
-            } else if failed(1).is_some() {
-                warn!(session = %next.id.fingerprint(), "session id collision on rotation; drawing another");
-                known = Some(record);
-            } else {
-                return Err(err.into());
+                Transacted::Refused { old: Some(Some(item)) } => known = Some(item::decode(item)?),
+                Transacted::Refused { old: Some(None) } => known = None,
+                Transacted::Refused { old: None } => known = None,
             }
         }
         Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
     }
 
-    /// Deletes a session; deleting one that does not exist succeeds too.
+    /// Deletes a session; deleting one that does not exist succeeds too. Its owner's
+    /// membership stays until TTL removes it (listings skip it).
     pub async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.config.table_name)
-            .set_key(Some(item::key(id)))
+            .set_key(Some(item::key(&id.handle())))
             .send()
             .await?;
         Ok(())
     }
 
-    /// One page of the live sessions of `subject`, oldest first: a Query on the
-    /// keys-only subject index, then one consistent BatchGetItem without data.
+    /// Revokes the session `handle` if it is a live session of `subject`: one
+    /// conditional DeleteItem, so a handle never reaches another owner's session.
+    pub async fn revoke_one(&self, subject: &Subject, handle: &Handle, now: Timestamp) -> Result<(), StoreError> {
+        let mut e = Expr::default();
+        let condition = format!(
+            "{} = {} AND {} >= {}",
+            e.name(attr::SUBJECT),
+            e.value(AttributeValue::S(subject.as_str().to_owned())),
+            e.name(attr::EXPIRES_AT),
+            e.num(now.0)
+        );
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.config.table_name)
+            .set_key(Some(item::key(handle)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// One page of the live sessions of `subject`, oldest first: a strongly
+    /// consistent Query of the owner's memberships, then one BatchGetItem without data.
     pub async fn list_by_subject(
         &self,
         subject: &Subject,
@@ -532,52 +715,26 @@ impl DynamoStore {
         cursor: Option<&str>,
         now: Timestamp,
     ) -> Result<SubjectPage, StoreError> {
-        let start = cursor.map(|c| decode_cursor(c, subject)).transpose()?;
-        let page = self
-            .subject_query(subject)
-            .set_exclusive_start_key(start)
-            .limit(limit.clamp(1, 100) as i32)
-            .send()
+        let start = cursor.map(decode_cursor).transpose()?;
+        let (members, next) = self
+            .memberships(subject, start, Some(limit.clamp(1, 100) as i32))
             .await?;
-        let ids: Vec<HashMap<String, AttributeValue>> = page
-            .items()
+        let handles: Vec<Handle> = members.into_iter().map(|m| m.handle).collect();
+        let mut found = self.batch_get_summaries(&handles).await?;
+        let sessions = handles
             .iter()
-            .filter_map(|k| k.get(attr::ID).cloned())
-            .map(|id| HashMap::from([(attr::ID.to_owned(), id)]))
-            .collect();
-        let mut found = self.batch_get_summaries(ids.clone()).await?;
-        let sessions = ids
-            .iter()
-            .filter_map(|key| key.get(attr::ID)?.as_s().ok())
-            .filter_map(|id| found.remove(id))
-            .filter(|s| !s.is_expired(now))
+            .filter_map(|handle| found.remove(handle))
+            .filter(|s| !s.is_expired(now) && s.subject.as_ref() == Some(subject))
             .map(SessionSummary::from)
             .collect();
-        let next_cursor = page.last_evaluated_key().map(encode_cursor).transpose()?;
-        Ok(SubjectPage { sessions, next_cursor })
+        Ok(SubjectPage {
+            sessions,
+            next_cursor: next.map(|sk| encode_cursor(&sk)),
+        })
     }
 
-    /// A Query for the keys of `subject`'s sessions on the subject index.
-    fn subject_query(&self, subject: &Subject) -> QueryFluentBuilder {
-        let mut e = Expr::default();
-        let key_condition = format!(
-            "{} = {}",
-            e.name(attr::SUBJECT),
-            e.value(AttributeValue::S(subject.as_str().to_owned()))
-        );
-        self.client
-            .query()
-            .table_name(&self.config.table_name)
-            .index_name(SUBJECT_INDEX)
-            .key_condition_expression(key_condition)
-            .set_expression_attribute_names(Some(e.names))
-            .set_expression_attribute_values(Some(e.values))
-    }
-
-    async fn batch_get_summaries(
-        &self,
-        mut keys: Vec<HashMap<String, AttributeValue>>,
-    ) -> Result<HashMap<String, Session>, StoreError> {
+    async fn batch_get_summaries(&self, handles: &[Handle]) -> Result<HashMap<Handle, Session>, StoreError> {
+        let mut keys: Vec<HashMap<String, AttributeValue>> = handles.iter().map(item::key).collect();
         let mut found = HashMap::new();
         let mut backoff = Duration::from_millis(20);
         for _ in 0..6 {
@@ -586,7 +743,8 @@ impl DynamoStore {
             }
             let mut e = Expr::default();
             let projection = [
-                attr::ID,
+                attr::HANDLE,
+                attr::FAMILY,
                 attr::SUBJECT,
                 attr::CREATED_AT,
                 attr::UPDATED_AT,
@@ -619,7 +777,7 @@ impl DynamoStore {
                 .unwrap_or_default()
             {
                 let session = item::decode(item)?.session;
-                found.insert(session.id.as_str().to_owned(), session);
+                found.insert(session.handle.clone(), session);
             }
             if let Some(mut left) = out.unprocessed_keys {
                 if let Some(left) = left.remove(&self.config.table_name) {
@@ -638,72 +796,158 @@ impl DynamoStore {
         }
     }
 
-    /// Deletes every session of `subject` but `except`; returns how many of the
-    /// deleted sessions were live.
+    /// Revokes every session of `subject` but `except` and its later rotations;
+    /// returns how many of the revoked sessions were live.
+    ///
+    /// It takes the owner's revocation lock first (from then on no rotation of
+    /// the owner's sessions commits, but the spared family's), then reads the
+    /// owner's memberships strongly consistently (every session created or rotated
+    /// before the lock is there) and deletes each session. So once it returns, no
+    /// session of `subject` that existed when it began, nor any rotated from one,
+    /// is left, whatever any index shows. If it runs out of time it says so
+    /// ([`StoreError::Incomplete`]); calling it again finishes the work.
     pub async fn revoke_subject(
         &self,
         subject: &Subject,
         except: Option<&SessionId>,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let mut keys = self.subject_query(subject).into_paginator().items().send();
-        let mut ids = Vec::new();
-        while let Some(key) = keys.next().await {
-            let id = key?.get(attr::ID).and_then(|v| v.as_s().ok()).cloned();
-            ids.extend(id.filter(|id| except.is_none_or(|x| x.as_str() != id)));
-        }
-        let deleted: Vec<bool> = futures::stream::iter(ids)
-            .map(|id| async move {
-                let out = self
-                    .client
-                    .delete_item()
-                    .table_name(&self.config.table_name)
-                    .key(attr::ID, AttributeValue::S(id))
-                    .return_values(ReturnValue::AllOld)
-                    .send()
-                    .await?;
-                Ok::<_, StoreError>(match out.attributes {
-                    Some(old) => !item::decode(old)?.session.is_expired(now),
-                    None => false,
+        let started = std::time::Instant::now();
+        let spared = match except {
+            None => None,
+            Some(id) => match self.read(&id.handle()).await {
+                Ok(r) if !r.session.is_expired(now) && r.session.subject.as_ref() == Some(subject) => {
+                    Some(r.session.family)
+                }
+                Ok(_) | Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        let token = random_token()?;
+        self.lock_owner(subject, spared.as_deref(), &token, now).await?;
+        let mut revoked = 0;
+        let mut start = None;
+        loop {
+            if started.elapsed() > REVOKE_BUDGET {
+                return Err(StoreError::Incomplete { revoked });
+            }
+            let (members, next) = self.memberships(subject, start.take(), None).await?;
+            let doomed = members.into_iter().filter(|m| spared.as_deref() != Some(m.family.as_str()));
+            let live: Vec<bool> = futures::stream::iter(doomed)
+                .map(|member| async move {
+                    let out = self
+                        .client
+                        .delete_item()
+                        .table_name(&self.config.table_name)
+                        .set_key(Some(item::key(&member.handle)))
+                        .return_values(ReturnValue::AllOld)
+                        .send()
+                        .await?;
+                    self.forget_membership(subject, &member.sk).await?;
+                    Ok::<_, StoreError>(match out.attributes {
+                        Some(old) => !item::decode(old)?.session.is_expired(now),
+                        None => false,
+                    })
                 })
-            })
-            .buffer_unordered(REVOKE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(deleted.into_iter().filter(|live| *live).count() as u64)
+                .buffer_unordered(REVOKE_CONCURRENCY)
+                .try_collect()
+                .await?;
+            revoked += live.into_iter().filter(|live| *live).count() as u64;
+            match next {
+                Some(sk) => start = Some(sk),
+                None => break,
+            }
+        }
+        self.unlock_owner(subject, &token).await?;
+        Ok(revoked)
     }
 }
 
-/// A list cursor: the subject index's last evaluated key, minus the subject
-/// (which the request's path supplies), as base64url JSON.
-fn encode_cursor(key: &HashMap<String, AttributeValue>) -> Result<String, StoreError> {
-    let id = key
-        .get(attr::ID)
+/// Whether a new session needs no other item written with it.
+fn session_is_alone(session: &Session, idempotency: Option<&IdempotencyKey>) -> bool {
+    session.subject.is_none() && idempotency.is_none()
+}
+
+/// Whether `item` was written by the write named `write`.
+fn written_by(item: Option<&HashMap<String, AttributeValue>>, write: &str) -> bool {
+    item.and_then(|i| i.get(attr::WRITE_TOKEN))
         .and_then(|v| v.as_s().ok())
-        .ok_or(StoreError::Corrupt(None))?;
-    let created = key
-        .get(attr::CREATED_AT)
-        .and_then(|v| v.as_n().ok())
-        .ok_or(StoreError::Corrupt(None))?;
-    let json = serde_json::json!({ "id": id, "created_at": created });
-    Ok(URL_SAFE_NO_PAD.encode(json.to_string()))
+        .is_some_and(|t| t == write)
 }
 
-fn decode_cursor(cursor: &str, subject: &Subject) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Cursor {
-        id: String,
-        created_at: String,
+/// The parts of a transaction, and where the ones whose failures mean something are.
+#[derive(Default)]
+struct Parts {
+    items: Vec<TransactWriteItem>,
+    delete_session: Option<usize>,
+    put_session: Option<usize>,
+    lock_check: Option<usize>,
+    idempotency: Option<usize>,
+}
+
+impl Parts {
+    /// Adds a part; returns its position.
+    fn push(&mut self, part: impl Into<Part>) -> Option<usize> {
+        let item = match part.into() {
+            Part::Put(p) => TransactWriteItem::builder().put(p).build(),
+            Part::Delete(d) => TransactWriteItem::builder().delete(d).build(),
+            Part::Check(c) => TransactWriteItem::builder().condition_check(c).build(),
+        };
+        self.items.push(item);
+        Some(self.items.len() - 1)
     }
+}
+
+/// One transaction part.
+enum Part {
+    Put(Put),
+    Delete(Delete),
+    Check(ConditionCheck),
+}
+
+impl From<Put> for Part {
+    fn from(p: Put) -> Self {
+        Self::Put(p)
+    }
+}
+
+impl From<Delete> for Part {
+    fn from(d: Delete) -> Self {
+        Self::Delete(d)
+    }
+}
+
+impl From<ConditionCheck> for Part {
+    fn from(c: ConditionCheck) -> Self {
+        Self::Check(c)
+    }
+}
+
+/// How a transaction ended, short of an error.
+enum Transacted {
+    /// Committed (now, or by an attempt whose response was lost).
+    Done,
+    /// The idempotency key's record answered instead.
+    Replayed(Issued),
+    /// Refused: the old session as it is now (`Some(None)`: gone), or a conflict (`None`).
+    Refused {
+        old: Option<Option<HashMap<String, AttributeValue>>>,
+    },
+}
+
+/// A list cursor: the last membership's sort key, as base64url.
+fn encode_cursor(sk: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sk)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
     let invalid = || StoreError::Invalid(ValidationError::Cursor);
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let id = SessionId::parse(&c.id).ok_or_else(invalid)?;
-    let created: i64 = c.created_at.parse().map_err(|_| invalid())?;
-    Ok(HashMap::from([
-        (attr::ID.to_owned(), AttributeValue::S(id.as_str().to_owned())),
-        (attr::SUBJECT.to_owned(), AttributeValue::S(subject.as_str().to_owned())),
-        (attr::CREATED_AT.to_owned(), AttributeValue::N(created.to_string())),
-    ]))
+    let sk = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let rest = sk.strip_prefix(MEMBERSHIP_PREFIX).ok_or_else(invalid)?;
+    let (created, handle) = rest.split_once('#').ok_or_else(invalid)?;
+    if created.len() != 12 || !created.bytes().all(|b| b.is_ascii_digit()) || Handle::parse(handle).is_none() {
+        return Err(invalid());
+    }
+    Ok(sk)
 }

@@ -138,11 +138,11 @@ impl DynamoStore {
                 summary.consumed_read_units += units(page.consumed_capacity());
                 let mut candidates = Vec::new();
                 for key in page.items() {
-                    let id = key.get(attr::ID).and_then(|v| v.as_s().ok());
+                    let handle = key.get(attr::HANDLE).and_then(|v| v.as_s().ok());
                     let bucket = key.get(attr::EXPIRY_BUCKET).and_then(|v| v.as_n().ok());
-                    if let (Some(id), Some(bucket)) = (id, bucket) {
+                    if let (Some(handle), Some(bucket)) = (handle, bucket) {
                         buckets.insert((shard, bucket.clone()));
-                        candidates.push(id.clone());
+                        candidates.push(handle.clone());
                     }
                 }
                 if let Some(limit) = options.limit {
@@ -155,7 +155,7 @@ impl DynamoStore {
                 }
                 summary.examined += candidates.len() as u64;
                 let outcomes: Vec<(Outcome, f64, f64)> = futures::stream::iter(candidates)
-                    .map(|id| self.remove_if_expired(id, options))
+                    .map(|handle| self.remove_if_expired(handle, options))
                     .buffer_unordered(options.concurrency.max(1))
                     .collect::<Vec<_>>()
                     .await
@@ -237,9 +237,9 @@ impl DynamoStore {
 
     /// Deletes one candidate if it is still expired; re-files it if it is live.
     /// Returns its outcome and the read and write units it cost.
-    async fn remove_if_expired(&self, id: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
+    async fn remove_if_expired(&self, handle: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
         if options.dry_run {
-            return self.inspect(id, options).await;
+            return self.inspect(handle, options).await;
         }
         let mut attempt = 0;
         loop {
@@ -247,9 +247,9 @@ impl DynamoStore {
                 .client()
                 .delete_item()
                 .table_name(&self.config().table_name)
-                .key(attr::ID, AttributeValue::S(id.clone()))
-                .condition_expression("attribute_exists(#id) AND #expires_at < :now")
-                .expression_attribute_names("#id", attr::ID)
+                .key(attr::HANDLE, AttributeValue::S(handle.clone()))
+                .condition_expression("attribute_exists(#handle) AND #expires_at < :now")
+                .expression_attribute_names("#handle", attr::HANDLE)
                 .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
                 .expression_attribute_values(":now", AttributeValue::N(options.now.0.to_string()))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -297,7 +297,7 @@ impl DynamoStore {
             .client()
             .update_item()
             .table_name(&self.config().table_name)
-            .set_key(Some(item::key(&record.session.id)))
+            .set_key(Some(item::key(&record.session.handle)))
             .update_expression("SET #bucket = :bucket")
             .condition_expression("#expires_at = :expires_at AND #bucket = :old")
             .expression_attribute_names("#bucket", attr::EXPIRY_BUCKET)
@@ -325,12 +325,12 @@ impl DynamoStore {
     }
 
     /// Dry run: reads a candidate's expiry and reports what a sweep would do.
-    async fn inspect(&self, id: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
+    async fn inspect(&self, handle: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
         let out = self
             .client()
             .get_item()
             .table_name(&self.config().table_name)
-            .key(attr::ID, AttributeValue::S(id))
+            .key(attr::HANDLE, AttributeValue::S(handle))
             .projection_expression("#expires_at")
             .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)

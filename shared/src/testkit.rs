@@ -269,10 +269,17 @@ pub async fn fresh_sessions_table(client: &Client) -> String {
     fresh_table(client, crate::schema::SESSIONS_TABLE).await
 }
 
-/// A store on a fresh table; `adjust` may change the configuration first.
+/// The configuration of a fresh sessions table and a fresh registry table.
+pub async fn fresh_config(client: &Client) -> Config {
+    let mut config = Config::for_table(fresh_sessions_table(client).await);
+    config.registry_table = fresh_table(client, crate::schema::REGISTRY_TABLE).await;
+    config
+}
+
+/// A store on fresh tables; `adjust` may change the configuration first.
 pub async fn store(adjust: impl FnOnce(&mut Config)) -> (DynamoStore, RequestCounter) {
     let (client, counter) = client();
-    let mut config = Config::for_table(fresh_sessions_table(&client).await);
+    let mut config = fresh_config(&client).await;
     adjust(&mut config);
     counter.take();
     (DynamoStore::new(client, config), counter)
@@ -287,7 +294,7 @@ pub async fn raw_item(
         .client()
         .get_item()
         .table_name(&store.config().table_name)
-        .set_key(Some(crate::item::key(id)))
+        .set_key(Some(crate::item::key(&id.handle())))
         .consistent_read(true)
         .send()
         .await
@@ -447,9 +454,12 @@ pub fn metered_client() -> (Client, CapacityMeter) {
 
 /// Faults DynamoDB Local cannot produce, injected below the SDK: requests of an
 /// operation answered with DynamoDB's `ThrottlingException` (HTTP 400) without
-/// reaching DynamoDB Local, or held forever (a function killed mid-request).
+/// reaching DynamoDB Local, held forever (a function killed mid-request), or
+/// carried out with their response lost (DynamoDB Local commits the write, the
+/// SDK sees a 500 and retries it); and eventually consistent Queries answered
+/// as an index that has not caught up at all would (no items).
 /// Everything else goes to DynamoDB Local. The SDK parses, classifies and retries
-/// the throttling answers exactly as it would DynamoDB's own.
+/// the injected answers exactly as it would DynamoDB's own.
 #[derive(Clone, Debug, Default)]
 pub struct Faults(Arc<std::sync::Mutex<FaultRules>>);
 
@@ -459,7 +469,12 @@ struct FaultRules {
     throttle: Vec<(String, String, u32)>,
     /// (operation, text the request body must contain): never answered.
     stall: Vec<(String, String)>,
+    /// (operation, text the request body must contain, responses left to lose).
+    lose: Vec<(String, String, u32)>,
+    /// Whether eventually consistent Queries see nothing.
+    lag_queries: bool,
     throttled: u32,
+    lost: u32,
 }
 
 impl Faults {
@@ -479,11 +494,32 @@ impl Faults {
             .push((operation.to_owned(), marker.to_owned()));
     }
 
+    /// Carries out the next `times` requests of `operation` whose body contains
+    /// `marker`, then drops DynamoDB Local's response and answers HTTP 500 instead,
+    /// as a response lost on the way back would look to the SDK (which retries).
+    pub fn lose_response(&self, operation: &str, marker: &str, times: u32) {
+        let mut rules = self.0.lock().unwrap();
+        rules.lose.push((operation.to_owned(), marker.to_owned(), times));
+    }
+
+    /// Answers every Query that is not strongly consistent with no items, as an
+    /// index that lags behind its table can; strongly consistent Queries pass.
+    pub fn lag_queries(&self) {
+        self.0.lock().unwrap().lag_queries = true;
+    }
+
     /// Removes every rule.
     pub fn clear(&self) {
         let mut rules = self.0.lock().unwrap();
         rules.throttle.clear();
         rules.stall.clear();
+        rules.lose.clear();
+        rules.lag_queries = false;
+    }
+
+    /// Responses lost so far.
+    pub fn lost(&self) -> u32 {
+        self.0.lock().unwrap().lost
     }
 
     /// Throttling answers given so far.
@@ -499,6 +535,18 @@ impl Faults {
             .unwrap_or_default();
         let body = std::str::from_utf8(request.body().bytes().unwrap_or_default()).unwrap_or_default();
         let mut rules = self.0.lock().unwrap();
+        if rules.lag_queries && operation == "Query" && !body.contains(r#""ConsistentRead":true"#) {
+            return Verdict::Lag;
+        }
+        if let Some(rule) = rules
+            .lose
+            .iter_mut()
+            .find(|(op, marker, left)| op == operation && body.contains(marker.as_str()) && *left > 0)
+        {
+            rule.2 -= 1;
+            rules.lost += 1;
+            return Verdict::Lose;
+        }
         if rules
             .stall
             .iter()
@@ -524,6 +572,17 @@ enum Verdict {
     Pass,
     Throttle,
     Stall,
+    Lose,
+    Lag,
+}
+
+/// An HTTP response with a DynamoDB JSON body.
+fn dynamodb_response(status: u16, body: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::new(status.try_into().expect("a valid status"), SdkBody::from(body));
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.0");
+    response
 }
 
 /// The HTTP client of [`faulty_client`]: DynamoDB Local's, with [`Faults`] in front.
@@ -553,13 +612,24 @@ impl HttpConnector for FaultyConnector {
         match self.faults.verdict(&request) {
             Verdict::Pass => self.inner.call(request),
             Verdict::Stall => HttpConnectorFuture::new(std::future::pending()),
-            Verdict::Throttle => {
-                let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
-                let mut response = HttpResponse::new(400.try_into().expect("a valid status"), SdkBody::from(body));
-                response
-                    .headers_mut()
-                    .insert("content-type", "application/x-amz-json-1.0");
-                HttpConnectorFuture::ready(Ok(response))
+            Verdict::Throttle => HttpConnectorFuture::ready(Ok(dynamodb_response(
+                400,
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+            ))),
+            Verdict::Lag => HttpConnectorFuture::ready(Ok(dynamodb_response(
+                200,
+                r#"{"Count":0,"Items":[],"ScannedCount":0}"#,
+            ))),
+            Verdict::Lose => {
+                let sent = self.inner.call(request);
+                HttpConnectorFuture::new(async move {
+                    // DynamoDB Local has carried the request out; its answer never arrives.
+                    let _ = sent.await;
+                    Ok(dynamodb_response(
+                        500,
+                        r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"The response was lost (injected)."}"#,
+                    ))
+                })
             }
         }
     }

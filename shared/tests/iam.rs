@@ -2,14 +2,16 @@
 //! calls, on the resources it calls them on: nothing missing (a deployed function would get
 //! AccessDenied) and nothing extra (least privilege).
 //!
-//! The code side is read from the source: every SDK operation call (`.get_item()`, ...) in the
-//! files that make a function's requests. `api` makes its requests through `store.rs`, the
-//! sweeper through `sweep.rs`, the audit function through `audit.rs`.
+//! The code side is read from the source: every SDK operation call (`.get_item()`, ...) and
+//! transaction part (`Put::builder()`, ...) in the files that make a function's requests on a
+//! table. `api` makes its requests on the sessions table through `store.rs` and on the registry
+//! table through `registry.rs`, the sweeper through `sweep.rs`, the audit function through
+//! `audit.rs`.
 
 use std::collections::BTreeSet;
 
 use serde_yaml_ng::Value;
-use session_store::item::{EXPIRY_INDEX, SUBJECT_INDEX};
+use session_store::item::EXPIRY_INDEX;
 use session_store::testkit::repo_root;
 
 /// `template.yaml`, parsed.
@@ -43,21 +45,19 @@ fn actions_called(files: &[&str]) -> (BTreeSet<String>, BTreeSet<String>) {
                 actions.insert(format!("dynamodb:{action}"));
             }
         }
-        // A transaction is authorized as the actions of its parts.
-        if source.contains(".transact_write_items()") {
-            assert!(actions.remove("dynamodb:TransactWriteItems"));
-            for (part, action) in [
-                (".put(", "PutItem"),
-                (".delete(", "DeleteItem"),
-                (".update(", "UpdateItem"),
-                (".condition_check(", "ConditionCheckItem"),
-            ] {
-                if source.contains(&format!("TransactWriteItem::builder(){part}")) {
-                    actions.insert(format!("dynamodb:{action}"));
-                }
+        // A transaction is authorized as the actions of its parts, on the tables the parts name.
+        actions.remove("dynamodb:TransactWriteItems");
+        for (part, action) in [
+            ("Put", "PutItem"),
+            ("Delete", "DeleteItem"),
+            ("Update", "UpdateItem"),
+            ("ConditionCheck", "ConditionCheckItem"),
+        ] {
+            if source.contains(&format!(" {part}::builder()")) {
+                actions.insert(format!("dynamodb:{action}"));
             }
         }
-        for (constant, name) in [("SUBJECT_INDEX", SUBJECT_INDEX), ("EXPIRY_INDEX", EXPIRY_INDEX)] {
+        for (constant, name) in [("EXPIRY_INDEX", EXPIRY_INDEX)] {
             if source.contains(&format!(".index_name({constant})")) {
                 indexes.insert(name.to_owned());
             }
@@ -100,40 +100,35 @@ fn allowed(statements: &[(BTreeSet<String>, String)], resource: &str) -> BTreeSe
         .collect()
 }
 
-/// Checks that `role` allows exactly the `called` actions on the table `table` and Query on
-/// the `indexes` queried, log writes to `log_group`, the `others` (resource, actions), and
-/// nothing else.
-fn check_role(
-    role: &str,
-    (mut called, indexes): (BTreeSet<String>, BTreeSet<String>),
-    table: &str,
-    log_group: &str,
-    others: &[(&str, &[&str])],
-) {
+/// What a role's code calls on one table: the table's logical id, the actions, the indexes queried.
+type Calls = (&'static str, (BTreeSet<String>, BTreeSet<String>));
+
+/// Checks that `role` allows exactly the called actions on each table (Query on the table
+/// itself when no index is queried, else on each index queried), log writes to `log_group`,
+/// the `others` (resource, actions), and nothing else.
+fn check_role(role: &str, tables: Vec<Calls>, log_group: &str, others: &[(&str, &[&str])]) {
     let template = template();
     let statements = statements(&template, role);
-
-    let mut expected_resources = BTreeSet::from([format!("{table}.Arn"), format!("{log_group}.Arn")]);
-    if called.remove("dynamodb:Query") {
-        assert!(
-            !indexes.is_empty(),
-            "{role}: a Query without an index would need the table"
-        );
-        for index in &indexes {
+    let mut expected_resources = BTreeSet::from([format!("{log_group}.Arn")]);
+    for (table, (mut called, indexes)) in tables {
+        expected_resources.insert(format!("{table}.Arn"));
+        if !indexes.is_empty() && called.remove("dynamodb:Query") {
+            for index in &indexes {
             let resource = format!("${{{table}.Arn}}/index/{index}");
-            assert_eq!(
-                allowed(&statements, &resource),
-                BTreeSet::from(["dynamodb:Query".to_owned()]),
-                "{role} on {resource}"
-            );
-            expected_resources.insert(resource);
+                assert_eq!(
+                    allowed(&statements, &resource),
+                    BTreeSet::from(["dynamodb:Query".to_owned()]),
+                    "{role} on {resource}"
+                );
+                expected_resources.insert(resource);
+            }
         }
+        assert_eq!(
+            allowed(&statements, &format!("{table}.Arn")),
+            called,
+            "{role} on {table}"
+        );
     }
-    assert_eq!(
-        allowed(&statements, &format!("{table}.Arn")),
-        called,
-        "{role} on {table}"
-    );
     let logs: BTreeSet<_> = statements
         .iter()
         .filter(|(_, r)| *r == format!("{log_group}.Arn"))
@@ -162,12 +157,17 @@ fn check_role(
 fn the_api_role_allows_exactly_what_the_store_calls() {
     check_role(
         "ApiRole",
-        actions_called(&[
-            "shared/src/store.rs",
-            "functions/api/src/lib.rs",
-            "functions/api/src/main.rs",
-        ]),
-        "SessionsTable",
+        vec![
+            (
+                "SessionsTable",
+                actions_called(&[
+                    "shared/src/store.rs",
+                    "functions/api/src/lib.rs",
+                    "functions/api/src/main.rs",
+                ]),
+            ),
+            ("RegistryTable", actions_called(&["shared/src/registry.rs"])),
+        ],
         "ApiLogGroup",
         &[],
     );
@@ -177,12 +177,14 @@ fn the_api_role_allows_exactly_what_the_store_calls() {
 fn the_sweeper_role_allows_exactly_what_the_sweep_calls() {
     check_role(
         "SweeperRole",
-        actions_called(&[
-            "shared/src/sweep.rs",
-            "functions/sweeper/src/lib.rs",
-            "functions/sweeper/src/main.rs",
-        ]),
-        "SessionsTable",
+        vec![(
+            "SessionsTable",
+            actions_called(&[
+                "shared/src/sweep.rs",
+                "functions/sweeper/src/lib.rs",
+                "functions/sweeper/src/main.rs",
+            ]),
+        )],
         "SweeperLogGroup",
         &[],
     );
@@ -203,8 +205,7 @@ fn the_audit_role_allows_exactly_what_the_audit_writes_and_its_stream_needs() {
     assert!(called.remove("dynamodb:Query"));
     check_role(
         "AuditRole",
-        (called, BTreeSet::new()),
-        "AuditTable",
+        vec![("AuditTable", (called, BTreeSet::new()))],
         "AuditLogGroup",
         &[
             // The event source mapping reads the stream and sends what it gives up on to the
@@ -232,7 +233,7 @@ fn every_route_requires_iam_authorization() {
     let events = template["Resources"]["ApiFunction"]["Properties"]["Events"]
         .as_mapping()
         .unwrap();
-    assert_eq!(events.len(), 10, "every route of openapi.yaml");
+    assert_eq!(events.len(), 11, "every route of openapi.yaml");
     for (name, event) in events {
         assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{name:?}");
         assert!(

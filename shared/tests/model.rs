@@ -158,11 +158,11 @@ async fn run(store: &DynamoStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     absolute_timeout_seconds: Some(absolute),
                     ..Default::default()
                 };
-                let created = store.create(request, at).await.unwrap();
+                let created = store.create(request, None, at).await.unwrap();
                 let expected = Expected::new(idle, absolute, data.clone(), now);
                 model.insert(created.id.as_str().to_owned(), expected.clone());
                 ids.push(created.id.clone());
-                (Outcome::Session(Expected::of(&created)), Outcome::Session(expected))
+                (Outcome::Session(Expected::of(&created.session)), Outcome::Session(expected))
             }
             Op::Wait(seconds) => {
                 now += i64::from(seconds);
@@ -250,7 +250,7 @@ async fn run(store: &DynamoStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Rotate { target, keep_data } => {
                 let id = pick(target).unwrap();
-                let result = store.rotate(&id, keep_data, at).await;
+                let result = store.rotate(&id, keep_data, None, None, at).await;
                 let want = match live(&model, &id) {
                     None => Outcome::NotFound,
                     Some(mut s) => {
@@ -265,10 +265,10 @@ async fn run(store: &DynamoStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 if let Ok(next) = &result {
                     prop_assert_ne!(&next.id, &id);
-                    model.insert(next.id.as_str().to_owned(), Expected::of(next));
+                    model.insert(next.id.as_str().to_owned(), Expected::of(&next.session));
                     ids.push(next.id.clone());
                 }
-                (outcome(result), want)
+                (outcome(result.map(|issued| issued.session)), want)
             }
             Op::Delete(i) => {
                 let id = pick(i).unwrap();

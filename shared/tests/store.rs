@@ -34,11 +34,11 @@ async fn a_created_session_reads_back_at_once_with_one_request_each() {
         data: data(r#"{"":1,"x":1.0,"n":123456789012345678901}"#),
         ..new(600, 3600)
     };
-    let created = store.create(request, now).await.unwrap();
-    assert_eq!(counter.take(), 1, "create is one PutItem");
+    let created = store.create(request, None, now).await.unwrap();
+    assert_eq!(counter.take(), 1, "create of an owned session is one TransactWriteItems");
     let read = store.get(&created.id, now).await.unwrap();
     assert_eq!(counter.take(), 1, "get is one GetItem");
-    assert_eq!(read, created);
+    assert_eq!(read, created.session);
     assert_eq!(
         serde_json::to_string(&read.data).unwrap(),
         r#"{"":1,"n":123456789012345678901,"x":1.0}"#
@@ -48,13 +48,13 @@ async fn a_created_session_reads_back_at_once_with_one_request_each() {
 #[tokio::test]
 async fn expired_sessions_are_not_found_before_ttl_deletes_them() {
     let (store, _, now) = setup().await;
-    let s = store.create(new(60, 3600), now).await.unwrap();
+    let s = store.create(new(60, 3600), None, now).await.unwrap();
     assert!(store.get(&s.id, now.plus(60)).await.is_ok());
     assert!(matches!(
         store.get(&s.id, now.plus(61)).await,
         Err(StoreError::NotFound)
     ));
-    let absolute = store.create(new(600, 100), now).await.unwrap();
+    let absolute = store.create(new(600, 100), None, now).await.unwrap();
     store.touch(&absolute.id, now.plus(90)).await.unwrap();
     assert!(
         matches!(store.get(&absolute.id, now.plus(101)).await, Err(StoreError::NotFound)),
@@ -71,6 +71,7 @@ async fn replace_and_merge_are_one_request_slide_the_expiry_and_bump_the_version
                 data: data(r#"{"a":1,"b":2}"#),
                 ..new(600, 3600)
             },
+            None,
             now,
         )
         .await
@@ -104,6 +105,7 @@ async fn a_stale_if_match_is_refused_and_changes_nothing() {
                 data: data(r#"{"a":1}"#),
                 ..new(600, 3600)
             },
+            None,
             now,
         )
         .await
@@ -123,7 +125,7 @@ async fn a_stale_if_match_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn writes_never_bring_back_a_deleted_or_expired_session() {
     let (store, _, now) = setup().await;
-    let s = store.create(new(60, 3600), now).await.unwrap();
+    let s = store.create(new(60, 3600), None, now).await.unwrap();
     store.delete(&s.id).await.unwrap();
     assert!(matches!(
         store.replace(&s.id, data("{}"), None, None, now).await,
@@ -135,7 +137,7 @@ async fn writes_never_bring_back_a_deleted_or_expired_session() {
     ));
     assert!(matches!(store.touch(&s.id, now).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.rotate(&s.id, true, now).await,
+        store.rotate(&s.id, true, None, None, now).await,
         Err(StoreError::NotFound)
     ));
     assert!(
@@ -143,7 +145,7 @@ async fn writes_never_bring_back_a_deleted_or_expired_session() {
         "no write recreated the item"
     );
 
-    let expired = store.create(new(60, 3600), now).await.unwrap();
+    let expired = store.create(new(60, 3600), None, now).await.unwrap();
     let later = now.plus(61);
     assert!(matches!(
         store.replace(&expired.id, data("{}"), Some(600), None, later).await,
@@ -162,11 +164,11 @@ async fn writes_never_bring_back_a_deleted_or_expired_session() {
 #[tokio::test]
 async fn touches_within_the_step_are_one_request_and_change_nothing() {
     let (store, counter, now) = setup().await;
-    let s = store.create(new(600, 3600), now).await.unwrap();
+    let s = store.create(new(600, 3600), None, now).await.unwrap();
     counter.take();
     let skipped = store.touch(&s.id, now.plus(30)).await.unwrap();
     assert_eq!(counter.take(), 1);
-    assert_eq!(skipped, s, "within the 60 s step nothing moves");
+    assert_eq!(skipped, s.session, "within the 60 s step nothing moves");
     let moved = store.touch(&s.id, now.plus(90)).await.unwrap();
     assert_eq!(counter.take(), 1);
     assert_eq!(
@@ -178,7 +180,7 @@ async fn touches_within_the_step_are_one_request_and_change_nothing() {
 #[tokio::test]
 async fn activity_near_the_absolute_expiry_caps_the_expiry_there() {
     let (store, counter, now) = setup().await;
-    let s = store.create(new(600, 1000), now).await.unwrap();
+    let s = store.create(new(600, 1000), None, now).await.unwrap();
     counter.take();
     let capped = store.touch(&s.id, now.plus(500)).await.unwrap();
     assert_eq!(capped.expires_at, now.plus(1000));
@@ -206,7 +208,7 @@ async fn activity_near_the_absolute_expiry_caps_the_expiry_there() {
 async fn data_over_the_limit_is_refused_even_when_merged_in_pieces() {
     let (store, _) = testkit::store(|c| c.limits.max_data_bytes = 100).await;
     let now = Timestamp::now();
-    let s = store.create(new(600, 3600), now).await.unwrap();
+    let s = store.create(new(600, 3600), None, now).await.unwrap();
     let forty = format!(r#"{{"a":"{}"}}"#, "x".repeat(37));
     // Rewriting one key keeps the real size at 40 bytes; the store must not refuse it.
     for _ in 0..5 {
@@ -237,29 +239,30 @@ async fn rotation_is_atomic_keeps_owner_data_and_absolute_expiry() {
         data: data(r#"{"cart":[1]}"#),
         ..new(600, 3600)
     };
-    let old = store.create(request, now).await.unwrap();
+    let old = store.create(request, None, now).await.unwrap();
     counter.take();
-    let new = store.rotate(&old.id, true, now.plus(5)).await.unwrap();
+    let new = store.rotate(&old.id, true, None, None, now.plus(5)).await.unwrap();
     assert_eq!(counter.take(), 2, "a consistent read, then one TransactWriteItems");
     assert_ne!(new.id, old.id);
+    let (new_id, new, old_id, old) = (new.id, new.session, old.id, old.session);
     assert_eq!(
-        (&new.subject, &new.data, new.absolute_expires_at, new.created_at),
-        (&old.subject, &old.data, old.absolute_expires_at, old.created_at)
+        (&new.subject, &new.data, new.absolute_expires_at, new.created_at, &new.family),
+        (&old.subject, &old.data, old.absolute_expires_at, old.created_at, &old.family)
     );
     assert!(matches!(
-        store.get(&old.id, now.plus(5)).await,
+        store.get(&old_id, now.plus(5)).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.get(&new.id, now.plus(5)).await.unwrap(), new);
-    let fresh = store.rotate(&new.id, false, now.plus(6)).await.unwrap();
-    assert!(fresh.data.is_empty());
+    assert_eq!(store.get(&new_id, now.plus(5)).await.unwrap(), new);
+    let fresh = store.rotate(&new_id, false, None, None, now.plus(6)).await.unwrap();
+    assert!(fresh.session.data.is_empty());
 }
 
 #[tokio::test]
 async fn concurrent_rotations_of_one_session_leave_exactly_one_successor() {
     let (store, _, now) = setup().await;
-    let old = store.create(new(600, 3600), now).await.unwrap();
-    let results = futures::future::join_all((0..8).map(|_| store.rotate(&old.id, true, now))).await;
+    let old = store.create(new(600, 3600), None, now).await.unwrap();
+    let results = futures::future::join_all((0..8).map(|_| store.rotate(&old.id, true, None, None, now))).await;
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(winners.len(), 1, "{results:?}");
     assert!(
@@ -273,7 +276,7 @@ async fn concurrent_rotations_of_one_session_leave_exactly_one_successor() {
 #[tokio::test]
 async fn delete_is_idempotent() {
     let (store, counter, now) = setup().await;
-    let s = store.create(new(600, 3600), now).await.unwrap();
+    let s = store.create(new(600, 3600), None, now).await.unwrap();
     counter.take();
     store.delete(&s.id).await.unwrap();
     store.delete(&s.id).await.unwrap();
@@ -291,7 +294,7 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
             subject: Some(alice.clone()),
             ..new(600, 3600)
         };
-        ids.push(store.create(request, Timestamp(now.0 + i)).await.unwrap().id);
+        ids.push(store.create(request, None, Timestamp(now.0 + i)).await.unwrap().id);
     }
     let expired = store
         .create(
@@ -299,6 +302,7 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
                 subject: Some(alice.clone()),
                 ..new(1, 3600)
             },
+            None,
             now,
         )
         .await
@@ -309,6 +313,7 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
                 subject: Some(Subject::parse("mallory").unwrap()),
                 ..new(600, 3600)
             },
+            None,
             now,
         )
         .await
@@ -320,13 +325,14 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
             .list_by_subject(&alice, 2, cursor.as_deref(), later)
             .await
             .unwrap();
-        listed.extend(page.sessions.into_iter().map(|s| s.id));
+        listed.extend(page.sessions.into_iter().map(|s| s.handle));
         cursor = page.next_cursor;
         if cursor.is_none() {
             break;
         }
     }
-    assert_eq!(listed, ids, "live sessions, oldest first, the expired one left out");
+    let handles: Vec<_> = ids.iter().map(|id| id.handle()).collect();
+    assert_eq!(listed, handles, "live sessions, oldest first, the expired one left out");
     let bad = store.list_by_subject(&alice, 2, Some("not-a-cursor"), later).await;
     assert!(matches!(
         bad,
@@ -350,7 +356,7 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
 #[tokio::test]
 async fn items_carry_a_numeric_ttl_and_an_expiry_bucket_at_or_before_it() {
     let (store, _, now) = setup().await;
-    let s = store.create(new(600, 3600), now).await.unwrap();
+    let s = store.create(new(600, 3600), None, now).await.unwrap();
     store.touch(&s.id, now.plus(120)).await.unwrap();
     let item = testkit::raw_item(&store, &s.id).await.unwrap();
     let n = |a: &str| item[a].as_n().unwrap().parse::<i64>().unwrap();

@@ -18,7 +18,7 @@ fn lasting(idle: u32) -> NewSession {
 async fn create(store: &DynamoStore, n: usize, idle: u32, now: Timestamp) -> Vec<SessionId> {
     let mut ids = Vec::new();
     for _ in 0..n {
-        ids.push(store.create(lasting(idle), now).await.unwrap().id);
+        ids.push(store.create(lasting(idle), None, now).await.unwrap().id);
     }
     ids
 }
@@ -206,7 +206,7 @@ async fn a_sweep_killed_mid_run_is_finished_by_the_next() {
     let expired = create(&store, 20, 60, t0).await;
     let now = t0.plus(61);
     // One delete never returns; the run is killed (as Lambda ends a timed-out invocation).
-    faults.stall("DeleteItem", expired[7].as_str());
+    faults.stall("DeleteItem", expired[7].handle().as_str());
     let options = SweepOptions {
         concurrency: 4,
         ..SweepOptions::at(now)

@@ -23,7 +23,7 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde_json::Value;
 use session_store::item::key;
 use session_store::testkit::{self, ManualClock};
-use session_store::{Config, DynamoStore, SessionId};
+use session_store::{DynamoStore, SessionId};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -137,10 +137,11 @@ pub async fn run() -> Result<(), Error> {
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB").map_err(|_| "AWS_ENDPOINT_URL_DYNAMODB must name DynamoDB Local")?;
     let meter = CallMeter::default();
     let client = Client::from_conf(testkit::local_config_at(&endpoint).interceptor(meter.clone()).build());
-    let table = testkit::fresh_sessions_table(&client).await;
+    let config = testkit::fresh_config(&client).await;
+    let table = config.table_name.clone();
     let clock = Arc::new(ManualClock::new());
     let app = App {
-        store: DynamoStore::new(client.clone(), Config::for_table(&table)),
+        store: DynamoStore::new(client.clone(), config),
         clock: clock.clone(),
     };
     let events = Events::load()?;
@@ -173,7 +174,7 @@ pub async fn run() -> Result<(), Error> {
         client
             .get_item()
             .table_name(&table)
-            .set_key(Some(key(&live)))
+            .set_key(Some(key(&live.handle())))
             .consistent_read(true)
             .send()
             .await?;

@@ -13,6 +13,7 @@ use session_store::item::{EXPIRY_INDEX, attr, encode};
 use session_store::schema::TableSpec;
 use session_store::sweep::SweepOptions;
 use session_store::testkit::{self, CapacityMeter};
+use session_store::id::random_token;
 use session_store::{Config, DynamoStore, NewSession, Session, SessionId, Timestamp};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -35,9 +36,10 @@ async fn load(store: &DynamoStore, n: usize, idle: u32, now: Timestamp) -> Resul
     for chunk in (0..n).collect::<Vec<_>>().chunks(25) {
         let mut batch = Vec::with_capacity(chunk.len());
         for _ in chunk {
-            let session = Session::create(SessionId::generate()?, request.clone(), &store.config().limits, now)?;
+            let id = SessionId::generate()?;
+            let session = Session::create(&id, random_token()?, request.clone(), &store.config().limits, now)?;
             let put = PutRequest::builder()
-                .set_item(Some(encode(&session, None, store.config())))
+                .set_item(Some(encode(&session, None, "load", store.config())))
                 .build()?;
             batch.push(WriteRequest::builder().put_request(put).build());
         }
@@ -222,7 +224,7 @@ async fn touch_cost(client: &Client, meter: &CapacityMeter) -> Result<(), BoxErr
         let store = DynamoStore::new(client.clone(), Config::for_table(&table));
         let mut ids = Vec::new();
         for _ in 0..TOUCHED {
-            ids.push(store.create(NewSession::default(), t0).await?.id);
+            ids.push(store.create(NewSession::default(), None, t0).await?.id);
         }
         meter.take();
         for id in &ids {

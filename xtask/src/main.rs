@@ -1,7 +1,7 @@
 //! Developer tasks.
 //!
 //! `cargo run -p xtask -- create-tables [LogicalId=name]...` creates the tables
-//! `template.yaml` defines (`SessionsTable=sessions AuditTable=audit` unless told
+//! `template.yaml` defines (`SessionsTable=sessions RegistryTable=registry AuditTable=audit` unless told
 //! otherwise) in the DynamoDB that `AWS_ENDPOINT_URL_DYNAMODB` names (DynamoDB
 //! Local). It refuses to run without that variable, so it never touches a real account.
 //!
@@ -21,7 +21,7 @@ mod runtime_api;
 
 use std::process::ExitCode;
 
-use session_store::schema::{SESSIONS_TABLE, TEMPLATE, TableSpec};
+use session_store::schema::{REGISTRY_TABLE, SESSIONS_TABLE, TEMPLATE, TableSpec};
 
 /// Counts allocations for `bench-api`; the system allocator otherwise.
 #[global_allocator]
@@ -60,7 +60,7 @@ async fn create_tables(tables: &[&str]) -> Result<(), Box<dyn std::error::Error>
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .map_err(|_| "AWS_ENDPOINT_URL_DYNAMODB must name DynamoDB Local; this tool never creates tables in AWS")?;
     let tables: Vec<(&str, &str)> = if tables.is_empty() {
-        vec![(SESSIONS_TABLE, "sessions"), ("AuditTable", "audit")]
+        vec![(SESSIONS_TABLE, "sessions"), (REGISTRY_TABLE, "registry"), ("AuditTable", "audit")]
     } else {
         tables
             .iter()

@@ -11,7 +11,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use session_store::{
-    Clock, DataPatch, DynamoStore, NewSession, Session, SessionData, SessionId, StoreError, Subject, SystemClock,
+    Clock, DataPatch, DynamoStore, Handle, IdempotencyKey, Issued, NewSession, Session, SessionData, SessionId,
+    StoreError, Subject, SystemClock,
 };
 use tracing::{error, info};
 
@@ -80,6 +81,10 @@ async fn route_to(app: &App, method: &Method, target: Target, request: &Request)
         ("POST", Rotate(id)) => rotate(app, &known(id)?, request).await,
         ("GET", SubjectSessions(subject)) => list(app, &subject_of(subject)?, request).await,
         ("DELETE", SubjectSessions(subject)) => revoke(app, &subject_of(subject)?, request).await,
+        ("DELETE", SubjectSession(subject, handle)) => {
+            let subject = subject_of(subject)?;
+            revoke_one(app, &subject, &handle.ok_or_else(Problem::session_not_found)?).await
+        }
         (_, target) => Err(Problem::method_not_allowed(target.allowed_methods())),
     }
 }
@@ -133,6 +138,8 @@ struct MergeBody {
 struct RotateBody {
     #[serde(default = "keep_data_by_default")]
     keep_data: bool,
+    /// The new session's owner (a login); the old owner when absent.
+    subject: Option<String>,
 }
 
 fn keep_data_by_default() -> bool {
@@ -142,15 +149,20 @@ fn keep_data_by_default() -> bool {
 async fn create(app: &App, request: &Request) -> Reply {
     let body: CreateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
     let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
+    let idempotency = idempotency_key(request, "POST /sessions")?;
     let new = NewSession {
         subject,
         data: body.data,
         idle_timeout_seconds: body.idle_timeout_seconds,
         absolute_timeout_seconds: body.absolute_timeout_seconds,
     };
-    let session = app.store.create(new, app.clock.now()).await.map_err(store_error)?;
-    info!(session = %session.id.fingerprint(), "created");
-    session_response(StatusCode::CREATED, &session)
+    let issued = app
+        .store
+        .create(new, idempotency.as_ref(), app.clock.now())
+        .await
+        .map_err(store_error)?;
+    info!(session = %issued.session.handle.fingerprint(), "created");
+    issued_response(&issued)
 }
 
 async fn get(app: &App, id: &SessionId) -> Reply {
@@ -187,6 +199,15 @@ async fn merge(app: &App, id: &SessionId, request: &Request) -> Reply {
     session_response(StatusCode::OK, &session)
 }
 
+async fn revoke_one(app: &App, subject: &Subject, handle: &Handle) -> Reply {
+    app.store
+        .revoke_one(subject, handle, app.clock.now())
+        .await
+        .map_err(store_error)?;
+    info!(session = %handle.fingerprint(), "revoked by handle");
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
 async fn delete(app: &App, id: &SessionId) -> Reply {
     app.store.delete(id).await.map_err(store_error)?;
     info!(session = %id.fingerprint(), "deleted");
@@ -200,13 +221,42 @@ async fn touch(app: &App, id: &SessionId) -> Reply {
 
 async fn rotate(app: &App, id: &SessionId, request: &Request) -> Reply {
     let body: RotateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
-    let session = app
+    let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
+    let scope = format!("POST /sessions/{}/rotate", id.handle().as_str());
+    let idempotency = idempotency_key(request, &scope)?;
+    let issued = app
         .store
-        .rotate(id, body.keep_data, app.clock.now())
+        .rotate(id, body.keep_data, subject, idempotency.as_ref(), app.clock.now())
         .await
         .map_err(store_error)?;
-    info!(session = %id.fingerprint(), new_session = %session.id.fingerprint(), "rotated");
-    session_response(StatusCode::CREATED, &session)
+    info!(session = %id.fingerprint(), new_session = %issued.session.handle.fingerprint(), "rotated");
+    issued_response(&issued)
+}
+
+/// The request's `Idempotency-Key` for the operation `scope`, if it sent one. The
+/// value is the key as sent (a structured-field string's quotes included), so
+/// every retry that sends the same header names the same record.
+fn idempotency_key(request: &Request, scope: &str) -> Result<Option<IdempotencyKey>, Problem> {
+    let mut values = request.headers().get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = |detail: String| Problem::invalid_header("Idempotency-Key", detail);
+    if values.next().is_some() {
+        return Err(invalid("send one Idempotency-Key".into()));
+    }
+    let raw = value
+        .to_str()
+        .map_err(|_| invalid(session_store::ValidationError::IdempotencyKey.to_string()))?
+        .trim();
+    let body: &[u8] = match request.body() {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    IdempotencyKey::new(raw, scope, body)
+        .map(Some)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 async fn list(app: &App, subject: &Subject, request: &Request) -> Reply {
@@ -351,16 +401,24 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
 
 fn session_response(status: StatusCode, session: &Session) -> Reply {
     let mut response = json(status, session)?;
-    let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", session.version)) {
-        headers.insert(header::ETAG, etag);
-    }
-    if status == StatusCode::CREATED {
-        if let Ok(location) = HeaderValue::from_str(&format!("/sessions/{}", session.id.as_str())) {
-            headers.insert(header::LOCATION, location);
-        }
+    etag(&mut response, session);
+    Ok(response)
+}
+
+/// 201 with a new session and its id: the one response that carries an id.
+fn issued_response(issued: &Issued) -> Reply {
+    let mut response = json(StatusCode::CREATED, issued)?;
+    etag(&mut response, &issued.session);
+    if let Ok(location) = HeaderValue::from_str(&format!("/sessions/{}", issued.id.as_str())) {
+        response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+fn etag(response: &mut Response<Body>, session: &Session) {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", session.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
 }
 
 fn json(status: StatusCode, body: &impl serde::Serialize) -> Reply {

@@ -90,6 +90,17 @@ impl Problem {
         )
     }
 
+    /// 400: a request header is invalid.
+    pub fn invalid_header(name: &str, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-header",
+            "Invalid header",
+            format!("{name}: {detail}"),
+        )
+    }
+
     /// 413: the body or the data is over its limit.
     pub fn too_large(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large", detail)
@@ -153,9 +164,30 @@ impl From<&StoreError> for Problem {
                 "Conflict",
                 "the session kept changing concurrently; retry the request",
             ),
+            StoreError::IdempotencyMismatch => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used with a different request; use a new key for a new request",
+            ),
+            StoreError::IdempotencyInFlight => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                "Request in progress",
+                "a request with this Idempotency-Key is being processed; retry it later",
+            ),
             StoreError::Invalid(v @ ValidationError::DataTooLarge { .. }) => Self::too_large(v.to_string()),
+            StoreError::Invalid(v @ ValidationError::IdempotencyKey) => Self::invalid_header("Idempotency-Key", v.to_string()),
             StoreError::Invalid(v @ ValidationError::Cursor) => Self::invalid_query(v.to_string()),
             StoreError::Invalid(v) => Self::invalid(v.to_string()),
+            StoreError::Incomplete { revoked } => {
+                let mut p = Self::unavailable(1);
+                p.detail = format!(
+                    "revoking the subject's sessions did not finish in time ({revoked} revoked so far); \
+                     repeat the request to finish it"
+                );
+                p
+            }
             e if e.is_item_too_large() => Self::too_large("the session is larger than DynamoDB's 400 KB item limit"),
             e if e.is_unavailable() => Self::unavailable(1),
             _ => Self::new(

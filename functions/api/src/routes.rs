@@ -1,6 +1,6 @@
 //! The API's routes, matched by method and path segments.
 
-use session_store::{SessionId, Subject};
+use session_store::{Handle, SessionId, Subject};
 
 /// Every route, as `(method, path template)`: the contract that `openapi.yaml`
 /// and `template.yaml` must match (a test checks both).
@@ -15,6 +15,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/sessions/{id}/rotate"),
     ("GET", "/subjects/{subject}/sessions"),
     ("DELETE", "/subjects/{subject}/sessions"),
+    ("DELETE", "/subjects/{subject}/sessions/{handle}"),
 ];
 
 /// A request's target, with its path parameters parsed.
@@ -32,6 +33,8 @@ pub enum Target {
     Rotate(Option<SessionId>),
     /// `/subjects/{subject}/sessions`; `None` when the subject is invalid.
     SubjectSessions(Option<Subject>),
+    /// `/subjects/{subject}/sessions/{handle}`; `None`s when invalid.
+    SubjectSession(Option<Subject>, Option<Handle>),
 }
 
 impl Target {
@@ -43,13 +46,15 @@ impl Target {
             return None;
         }
         let id = |s: &str| SessionId::parse(s);
+        let subject = |s: &str| decode(s).and_then(|s| Subject::parse(&s).ok());
         Some(match segments.as_slice() {
             ["health"] => Self::Health,
             ["sessions"] => Self::Sessions,
             ["sessions", s] => Self::Session(id(s)),
             ["sessions", s, "touch"] => Self::Touch(id(s)),
             ["sessions", s, "rotate"] => Self::Rotate(id(s)),
-            ["subjects", s, "sessions"] => Self::SubjectSessions(decode(s).and_then(|s| Subject::parse(&s).ok())),
+            ["subjects", s, "sessions"] => Self::SubjectSessions(subject(s)),
+            ["subjects", s, "sessions", h] => Self::SubjectSession(subject(s), Handle::parse(h)),
             _ => return None,
         })
     }
@@ -63,6 +68,7 @@ impl Target {
             Self::Touch(_) => "/sessions/{id}/touch",
             Self::Rotate(_) => "/sessions/{id}/rotate",
             Self::SubjectSessions(_) => "/subjects/{subject}/sessions",
+            Self::SubjectSession(..) => "/subjects/{subject}/sessions/{handle}",
         }
     }
 
@@ -117,7 +123,16 @@ mod tests {
             Target::parse("/subjects/%FF/sessions"),
             Some(Target::SubjectSessions(None))
         ));
-        for unknown in ["", "/", "/sessions/", "/sessions/x/y", "/nope", "/health/"] {
+        let handle = id.handle();
+        assert!(matches!(
+            Target::parse(&format!("/subjects/alice/sessions/{}", handle.as_str())),
+            Some(Target::SubjectSession(Some(_), Some(h))) if h == handle
+        ));
+        assert!(matches!(
+            Target::parse(&format!("/subjects/alice/sessions/{}", id.as_str())),
+            Some(Target::SubjectSession(Some(_), None))
+        ));
+        for unknown in ["", "/", "/sessions/", "/sessions/x/y", "/nope", "/health/", "/subjects/a/sessions/h/x"] {
             assert!(Target::parse(unknown).is_none(), "{unknown}");
         }
     }

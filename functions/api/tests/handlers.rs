@@ -3,6 +3,11 @@
 mod common;
 
 use common::*;
+
+/// The handle of session `id`, as the API shows it.
+fn handle_of(id: &str) -> Value {
+    Value::String(session_store::SessionId::parse(id).unwrap().handle().as_str().to_owned())
+}
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -32,7 +37,10 @@ async fn the_sample_events_walk_a_session_through_its_whole_life_one_request_eac
     }
 
     let got = call(&app, &event_for("get-session", &id)).await;
-    assert_eq!((got.status, got.json.clone()), (200, created.json.clone()));
+    let mut without_id = created.json.clone();
+    without_id.as_object_mut().unwrap().remove("id");
+    assert_eq!((got.status, got.json.clone()), (200, without_id), "only create and rotate return the id");
+    assert_eq!(got.json["handle"], handle_of(&id));
     assert_eq!(got.header("etag"), Some("\"1\""));
     assert_eq!(counter.take(), 1, "get");
 
@@ -389,11 +397,16 @@ async fn an_owners_sessions_are_listed_and_revoked_but_one() {
     assert_eq!(listed.status, 200, "{}", listed.json);
     assert_eq!(counter.take(), 2, "a page: one Query, one BatchGetItem");
     let sessions = listed.json["sessions"].as_array().unwrap();
-    let mut listed_ids: Vec<_> = sessions.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
-    listed_ids.sort();
-    let mut expected = ids.clone();
-    expected.sort();
-    assert_eq!(listed_ids, expected);
+    let mut listed_handles: Vec<_> = sessions.iter().map(|s| s["handle"].clone()).collect();
+    listed_handles.sort_by_key(|h| h.to_string());
+    let mut expected: Vec<_> = ids.iter().map(|id| handle_of(id)).collect();
+    expected.sort_by_key(|h| h.to_string());
+    assert_eq!(listed_handles, expected, "listings carry handles");
+    assert!(sessions.iter().all(|s| s.get("id").is_none()));
+    assert!(
+        ids.iter().all(|id| !listed.body_text().contains(id.as_str())),
+        "and never an id"
+    );
     assert!(
         sessions.iter().all(|s| s.get("data").is_none()),
         "listings leave data out"
@@ -413,7 +426,11 @@ async fn an_owners_sessions_are_listed_and_revoked_but_one() {
     assert_eq!(counter.take(), 1, "an empty page: the Query alone");
     let revoked = call(&app, &event_for("revoke-subject-sessions", &ids[0])).await;
     assert_eq!((revoked.status, revoked.json.clone()), (200, json!({"revoked": 2})));
-    assert_eq!(counter.take(), 3, "revoke: one Query, one DeleteItem per session");
+    assert_eq!(
+        counter.take(),
+        8,
+        "revoke: read `except`, lock, one Query, two DeleteItems per session (session, membership), unlock"
+    );
     assert_eq!(call(&app, &event_for("get-session", &ids[0])).await.status, 200);
     assert_eq!(call(&app, &event_for("get-session", &ids[1])).await.status, 404);
 }
@@ -457,5 +474,114 @@ async fn dynamodb_down_is_a_503_with_retry_after() {
         assert_eq!(reply.status, 503, "{name}: {}", reply.json);
         assert_eq!(reply.header("retry-after"), Some("1"));
         assert_eq!(reply.json["type"], "urn:session-service:problem:unavailable");
+    }
+}
+
+#[tokio::test]
+async fn a_listed_handle_revokes_that_session_and_never_another_owners() {
+    let (app, counter, _) = app().await;
+    let mine = create(&app, r#"{"subject": "user-42"}"#).await;
+    let other = create(&app, r#"{"subject": "user-42"}"#).await;
+    let theirs = create(&app, r#"{"subject": "mallory"}"#).await;
+    let listed = call(&app, &event("list-subject-sessions")).await;
+    let handle = listed.json["sessions"][0]["handle"].as_str().unwrap().to_owned();
+    let revoke_sample = event("revoke-subject-session");
+    let sample_handle = revoke_sample["pathParameters"]["handle"].as_str().unwrap().to_owned();
+    assert_eq!(Value::String(sample_handle.clone()), handle_of(SAMPLE_ID), "the sample names the sample id's handle");
+    let revoke = |subject: &str, handle: &str| {
+        let text = revoke_sample
+            .to_string()
+            .replace(&sample_handle, handle)
+            .replace("user-42", subject);
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    counter.take();
+    let wrong_owner = call(&app, &revoke("mallory", &handle)).await;
+    assert_eq!(wrong_owner.status, 404, "{}", wrong_owner.json);
+    assert_eq!(counter.take(), 1, "one conditional DeleteItem");
+    let theirs_handle = handle_of(&theirs);
+    let across = call(&app, &revoke("user-42", theirs_handle.as_str().unwrap())).await;
+    assert_eq!(across.status, 404, "a handle never reaches another owner's session");
+    assert_eq!(call(&app, &event_for("get-session", &theirs)).await.status, 200);
+
+    let revoked = call(&app, &revoke("user-42", &handle)).await;
+    assert_eq!((revoked.status, revoked.body_text()), (204, String::new()));
+    let (gone, kept) = if handle_of(&mine) == Value::String(handle.clone()) {
+        (&mine, &other)
+    } else {
+        (&other, &mine)
+    };
+    assert_eq!(call(&app, &event_for("get-session", gone)).await.status, 404);
+    assert_eq!(call(&app, &event_for("get-session", kept)).await.status, 200);
+    assert_eq!(call(&app, &revoke("user-42", &handle)).await.status, 404, "once only");
+    let id_as_handle = call(&app, &revoke("user-42", kept)).await;
+    assert_eq!(id_as_handle.status, 404, "an id is not a handle");
+    counter.take();
+    let malformed = call(&app, &revoke("user-42", "not-a-handle")).await;
+    assert_eq!((malformed.status, counter.take()), (404, 0));
+}
+
+#[tokio::test]
+async fn login_rotation_binds_the_subject() {
+    let (app, _, _) = app().await;
+    let anonymous = create(&app, r#"{"data": {"cart": [1]}}"#).await;
+    let login = with_body(
+        event_for("rotate-session", &anonymous),
+        r#"{"subject": "user-42"}"#,
+        Some("application/json"),
+    );
+    let rotated = call(&app, &login).await;
+    assert_eq!(rotated.status, 201, "{}", rotated.json);
+    assert_eq!(rotated.json["subject"], "user-42");
+    assert_eq!(rotated.json["data"], json!({"cart": [1]}));
+    let new_id = rotated.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(call(&app, &event_for("get-session", &anonymous)).await.status, 404);
+    let listed = call(&app, &event("list-subject-sessions")).await;
+    assert_eq!(listed.json["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(listed.json["sessions"][0]["handle"], handle_of(&new_id));
+    let bad = with_body(
+        event_for("rotate-session", &new_id),
+        r#"{"subject": ""}"#,
+        Some("application/json"),
+    );
+    assert_eq!(call(&app, &bad).await.status, 422);
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests() {
+    let (app, counter, _) = app().await;
+    let key = "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"";
+    let create_event = with_header(event("create-session"), "idempotency-key", key);
+    let first = call(&app, &create_event).await;
+    assert_eq!(first.status, 201, "{}", first.json);
+    assert_eq!(counter.take(), 1, "one TransactWriteItems: session, membership, record");
+    let again = call(&app, &create_event).await;
+    assert_eq!(again.status, 201, "{}", again.json);
+    assert_eq!(again.json["id"], first.json["id"], "the same session");
+    assert_eq!(again.header("location"), first.header("location"));
+    let listed = call(&app, &event("list-subject-sessions")).await;
+    assert_eq!(listed.json["sessions"].as_array().unwrap().len(), 1, "nothing new");
+
+    let other = with_body(create_event.clone(), r#"{"subject": "user-42"}"#, None);
+    let reused = call(&app, &other).await;
+    assert_eq!(reused.status, 422, "{}", reused.json);
+    assert_eq!(reused.json["type"], "urn:session-service:problem:idempotency-key-reused");
+
+    let id = first.json["id"].as_str().unwrap();
+    let rotate = with_header(event_for("rotate-session", id), "idempotency-key", "rotate-0001-0002-0003");
+    let rotated = call(&app, &rotate).await;
+    assert_eq!(rotated.status, 201, "{}", rotated.json);
+    let retried = call(&app, &rotate).await;
+    assert_eq!(retried.status, 201, "a retried rotation is not a 404: {}", retried.json);
+    assert_eq!(retried.json["id"], rotated.json["id"]);
+    let listed = call(&app, &event("list-subject-sessions")).await;
+    assert_eq!(listed.json["sessions"].as_array().unwrap().len(), 1);
+
+    for bad in ["short", "with spaces in the key", "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"] {
+        counter.take();
+        let reply = call(&app, &with_header(event("create-session"), "idempotency-key", bad)).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.json);
+        assert_eq!(reply.json["type"], "urn:session-service:problem:invalid-header");
+        assert_eq!(counter.take(), 0, "{bad}: no DynamoDB call");
     }
 }

@@ -30,7 +30,7 @@ async fn table_without_indexes(client: &aws_sdk_dynamodb::Client) -> String {
     let mut spec = TableSpec::sessions().unwrap();
     spec.indexes.clear();
     spec.attributes
-        .retain(|a| a.attribute_name() == session_store::item::attr::ID);
+        .retain(|a| a.attribute_name() == session_store::item::attr::HANDLE);
     let name = format!("sessions-no-indexes-{}", std::process::id());
     assert!(spec.create(client, &name).await.unwrap());
     name
@@ -41,10 +41,7 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
     // An instance of its own: DynamoDB Local's TTL lags far behind when other tests' tables share it.
     let endpoint = testkit::private_endpoint();
     let client = aws_sdk_dynamodb::Client::from_conf(testkit::local_config_at(&endpoint).build());
-    let store = DynamoStore::new(
-        client.clone(),
-        Config::for_table(testkit::fresh_sessions_table(&client).await),
-    );
+    let store = DynamoStore::new(client.clone(), testkit::fresh_config(&client).await);
     let auditor = auditor(&client).await;
     let now = Timestamp::now();
     let alice = Subject::parse("alice").unwrap();
@@ -53,12 +50,12 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
         ..Default::default()
     };
 
-    let logged_out = store.create(owned(), now).await.unwrap();
+    let logged_out = store.create(owned(), None, now).await.unwrap();
     store.delete(&logged_out.id).await.unwrap();
-    let rotated = store.create(owned(), now).await.unwrap();
-    let successor = store.rotate(&rotated.id, true, now).await.unwrap();
-    let kept = store.create(owned(), now).await.unwrap();
-    let elsewhere = store.create(owned(), now).await.unwrap();
+    let rotated = store.create(owned(), None, now).await.unwrap();
+    let successor = store.rotate(&rotated.id, true, None, None, now).await.unwrap();
+    let kept = store.create(owned(), None, now).await.unwrap();
+    let elsewhere = store.create(owned(), None, now).await.unwrap();
     assert_eq!(
         store.revoke_subject(&alice, Some(&kept.id), now).await.unwrap(),
         2,
@@ -70,7 +67,7 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
         idle_timeout_seconds: Some(60),
         ..Default::default()
     };
-    let swept = store.create(idle, Timestamp(now.0 - 660)).await.unwrap();
+    let swept = store.create(idle, None, Timestamp(now.0 - 660)).await.unwrap();
     assert_eq!(store.sweep(&SweepOptions::at(now)).await.unwrap().deleted, 1);
     // Already past its expiry in real time, so TTL removes it. DynamoDB Local (2026-05-28 build)
     // leaves items like this one in a table with indexes, as the sessions table has, for
@@ -81,7 +78,7 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
         idle_timeout_seconds: Some(10),
         ..Default::default()
     };
-    let timed_out = ttl_store.create(short, long_ago).await.unwrap();
+    let timed_out = ttl_store.create(short, None, long_ago).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while testkit::raw_item(&ttl_store, &timed_out.id).await.is_some() {
         assert!(

@@ -33,9 +33,9 @@ async fn the_sample_events_dry_run_limit_and_sweep() {
             idle_timeout_seconds: Some(60),
             ..Default::default()
         };
-        store.create(short, t0).await.unwrap();
+        store.create(short, None, t0).await.unwrap();
     }
-    store.create(NewSession::default(), t0).await.unwrap();
+    store.create(NewSession::default(), None, t0).await.unwrap();
     clock.advance(61);
     let sweeper = Sweeper { store, clock };
 

@@ -1,0 +1,225 @@
+//! "Log out everywhere" against DynamoDB Local, raced by rotations, with every
+//! Query that is not strongly consistent answered as an index that has not caught
+//! up at all (the fault layer): nothing the owner had survives it.
+
+use std::sync::{Arc, Mutex};
+
+use session_store::testkit::{self, Faults};
+use session_store::{DynamoStore, NewSession, SessionId, StoreError, Subject, Timestamp};
+
+/// A store on fresh tables whose every request goes through `faults`.
+async fn store(faults: &Faults) -> DynamoStore {
+    let (plain, _) = testkit::store(|_| {}).await;
+    DynamoStore::new(testkit::faulty_client(faults), plain.config().clone())
+}
+
+fn owned(subject: &Subject) -> NewSession {
+    NewSession {
+        subject: Some(subject.clone()),
+        idle_timeout_seconds: Some(600),
+        ..Default::default()
+    }
+}
+
+/// Rotates `id` again and again until a rotation fails; records every id issued.
+async fn rotation_chain(store: &DynamoStore, mut id: SessionId, issued: Arc<Mutex<Vec<SessionId>>>) -> StoreError {
+    loop {
+        match store.rotate(&id, true, None, None, Timestamp::now()).await {
+            Ok(next) => {
+                issued.lock().unwrap().push(next.id.clone());
+                id = next.id;
+            }
+            Err(e) => return e,
+        }
+    }
+}
+
+/// The sessions of `subject` still in the table, read by a full Scan (test only).
+async fn left_in_table(store: &DynamoStore, subject: &Subject) -> usize {
+    let items = store
+        .client()
+        .scan()
+        .table_name(&store.config().table_name)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    items
+        .items()
+        .iter()
+        .filter(|i| i.get("subject").and_then(|v| v.as_s().ok()) == Some(&subject.as_str().to_owned()))
+        .count()
+}
+
+#[tokio::test]
+async fn the_fault_layer_hides_everything_from_queries_that_are_not_strongly_consistent() {
+    let faults = Faults::default();
+    faults.lag_queries();
+    let store = store(&faults).await;
+    let alice = Subject::parse("alice").unwrap();
+    store.create(owned(&alice), None, Timestamp::now()).await.unwrap();
+    let query = |consistent: bool| {
+        store
+            .client()
+            .query()
+            .table_name(&store.config().registry_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S("owner#alice".into()))
+            .consistent_read(consistent)
+            .send()
+    };
+    assert_eq!(query(false).await.unwrap().items().len(), 0, "lagging");
+    assert_eq!(query(true).await.unwrap().items().len(), 1, "strongly consistent");
+}
+
+#[tokio::test]
+async fn revoke_all_raced_by_rotation_chains_leaves_nothing_alive() {
+    let faults = Faults::default();
+    faults.lag_queries();
+    let store = store(&faults).await;
+    let mut surviving_rotations = 0;
+    for round in 0..12 {
+        let alice = Subject::parse(&format!("alice-{round}")).unwrap();
+        let now = Timestamp::now();
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            ids.push(store.create(owned(&alice), None, now).await.unwrap().id);
+        }
+        let issued = Arc::new(Mutex::new(ids.clone()));
+        let chains = futures::future::join_all(
+            ids.iter()
+                .map(|id| rotation_chain(&store, id.clone(), issued.clone())),
+        );
+        // Created a moment before the revoke, so no lagging index could show it.
+        let last_moment = store.create(owned(&alice), None, now).await.unwrap().id;
+        let revoke = async {
+            // Let the chains get going first.
+            tokio::time::sleep(std::time::Duration::from_millis(20 * (round % 4))).await;
+            store.revoke_subject(&alice, None, Timestamp::now()).await.unwrap()
+        };
+        let (ends, revoked) = futures::future::join(chains, revoke).await;
+        assert!(revoked >= 1, "round {round}: revoked {revoked}");
+        for end in ends {
+            assert!(
+                matches!(end, StoreError::NotFound | StoreError::Contention { .. }),
+                "round {round}: a chain ended with {end:?}"
+            );
+        }
+        let issued = issued.lock().unwrap().clone();
+        surviving_rotations += issued.len() - ids.len();
+        for id in issued.iter().chain([&last_moment]) {
+            assert!(
+                matches!(store.get(id, Timestamp::now()).await, Err(StoreError::NotFound)),
+                "round {round}: a session survived"
+            );
+            assert!(matches!(
+                store.rotate(id, true, None, None, Timestamp::now()).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert_eq!(left_in_table(&store, &alice).await, 0, "round {round}");
+        let page = store.list_by_subject(&alice, 100, None, Timestamp::now()).await.unwrap();
+        assert!(page.sessions.is_empty());
+    }
+    assert!(
+        surviving_rotations > 0,
+        "the chains rotated while revokes were under way (they raced)"
+    );
+}
+
+#[tokio::test]
+async fn except_keeps_the_current_session_and_its_rotations_alive() {
+    let faults = Faults::default();
+    faults.lag_queries();
+    let store = store(&faults).await;
+    for round in 0..6 {
+        let alice = Subject::parse(&format!("alice-{round}")).unwrap();
+        let now = Timestamp::now();
+        let current = store.create(owned(&alice), None, now).await.unwrap().id;
+        let others: Vec<_> = futures::future::join_all((0..4).map(|_| store.create(owned(&alice), None, now)))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().id)
+            .collect();
+        // The owner's own session rotates (say, on a privilege change) while the revoke runs.
+        let kept = async {
+            let mut id = current.clone();
+            for _ in 0..5 {
+                id = store.rotate(&id, true, None, None, Timestamp::now()).await.unwrap().id;
+            }
+            id
+        };
+        let revoke = store.revoke_subject(&alice, Some(&current), Timestamp::now());
+        let (kept, revoked) = futures::future::join(kept, revoke).await;
+        assert_eq!(revoked.unwrap(), 4, "round {round}");
+        for id in &others {
+            assert!(matches!(store.get(id, Timestamp::now()).await, Err(StoreError::NotFound)));
+        }
+        let alive = store.get(&kept, Timestamp::now()).await.unwrap();
+        assert_eq!(alive.subject, Some(alice.clone()));
+        let listed = store.list_by_subject(&alice, 100, None, Timestamp::now()).await.unwrap();
+        assert_eq!(
+            listed.sessions.iter().map(|s| &s.handle).collect::<Vec<_>>(),
+            [&kept.handle()],
+            "round {round}"
+        );
+        // The lock is lifted: the kept session rotates on.
+        store.rotate(&kept, true, None, None, Timestamp::now()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn login_rotation_moves_the_session_to_its_new_owner() {
+    let store = store(&Faults::default()).await;
+    let (alice, bob) = (Subject::parse("alice").unwrap(), Subject::parse("bob").unwrap());
+    let now = Timestamp::now();
+    let anonymous = store.create(NewSession::default(), None, now).await.unwrap();
+    let logged_in = store
+        .rotate(&anonymous.id, true, Some(alice.clone()), None, now)
+        .await
+        .unwrap();
+    assert_eq!(logged_in.session.subject, Some(alice.clone()));
+    assert_eq!(logged_in.session.family, anonymous.session.family);
+    assert!(matches!(store.get(&anonymous.id, now).await, Err(StoreError::NotFound)));
+    let handles = |page: session_store::SubjectPage| page.sessions.into_iter().map(|s| s.handle).collect::<Vec<_>>();
+    assert_eq!(
+        handles(store.list_by_subject(&alice, 10, None, now).await.unwrap()),
+        [logged_in.id.handle()]
+    );
+    // A login as someone else: the old owner's listing no longer shows it.
+    let as_bob = store.rotate(&logged_in.id, false, Some(bob.clone()), None, now).await.unwrap();
+    assert!(handles(store.list_by_subject(&alice, 10, None, now).await.unwrap()).is_empty());
+    assert_eq!(
+        handles(store.list_by_subject(&bob, 10, None, now).await.unwrap()),
+        [as_bob.id.handle()]
+    );
+    assert!(as_bob.session.data.is_empty());
+    // And "log out everywhere" for bob reaches it.
+    assert_eq!(store.revoke_subject(&bob, None, now).await.unwrap(), 1);
+    assert!(matches!(store.get(&as_bob.id, now).await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
+async fn revoking_by_handle_reaches_only_that_owners_session() {
+    let store = store(&Faults::default()).await;
+    let (alice, mallory) = (Subject::parse("alice").unwrap(), Subject::parse("mallory").unwrap());
+    let now = Timestamp::now();
+    let first = store.create(owned(&alice), None, now).await.unwrap();
+    let second = store.create(owned(&alice), None, now).await.unwrap();
+    let theirs = store.create(owned(&mallory), None, now).await.unwrap();
+    assert!(matches!(
+        store.revoke_one(&mallory, &first.session.handle, now).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.get(&first.id, now).await.is_ok(), "another owner's handle reaches nothing");
+    store.revoke_one(&alice, &first.session.handle, now).await.unwrap();
+    assert!(matches!(store.get(&first.id, now).await, Err(StoreError::NotFound)));
+    assert!(store.get(&second.id, now).await.is_ok());
+    assert!(store.get(&theirs.id, now).await.is_ok());
+    assert!(matches!(
+        store.revoke_one(&alice, &first.session.handle, now).await,
+        Err(StoreError::NotFound)
+    ));
+    let listed = store.list_by_subject(&alice, 10, None, now).await.unwrap();
+    assert_eq!(listed.sessions.len(), 1, "the revoked one is not listed");
+}
