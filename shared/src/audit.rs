@@ -248,7 +248,14 @@ mod tests {
             idle_timeout_seconds: Some(60),
             ..Default::default()
         };
-        Session::create(&SessionId::generate().unwrap(), "f".into(), request, &Limits::default(), T0).unwrap()
+        Session::create(
+            &SessionId::generate().unwrap(),
+            "f".into(),
+            request,
+            &Limits::default(),
+            T0,
+        )
+        .unwrap()
     }
 
     #[test]

@@ -199,18 +199,34 @@ mod tests {
 
     #[test]
     fn unparsable_or_inconsistent_values_are_errors() {
-        let e = config(&[("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"), ("SESSION_IDLE_TIMEOUT_SECONDS", "ten")]).unwrap_err();
+        let e = config(&[
+            ("SESSIONS_TABLE", "t"),
+            ("REGISTRY_TABLE", "r"),
+            ("SESSION_IDLE_TIMEOUT_SECONDS", "ten"),
+        ])
+        .unwrap_err();
         assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
-        let e = config(&[("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"), ("SESSION_MAX_DATA_BYTES", "500000")]).unwrap_err();
+        let e = config(&[
+            ("SESSIONS_TABLE", "t"),
+            ("REGISTRY_TABLE", "r"),
+            ("SESSION_MAX_DATA_BYTES", "500000"),
+        ])
+        .unwrap_err();
         assert_eq!(e.name, "SESSION_MAX_DATA_BYTES");
-        let e = config(&[("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"), ("SESSION_IDLE_TIMEOUT_SECONDS", "90000")]).unwrap_err();
+        let e = config(&[
+            ("SESSIONS_TABLE", "t"),
+            ("REGISTRY_TABLE", "r"),
+            ("SESSION_IDLE_TIMEOUT_SECONDS", "90000"),
+        ])
+        .unwrap_err();
         assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");
     }
 
     #[test]
     fn overrides_are_read() {
         let c = config(&[
-            ("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r"),
+            ("SESSIONS_TABLE", "t"),
+            ("REGISTRY_TABLE", "r"),
             ("SESSION_CONSISTENT_READS", "false"),
             ("SESSION_TOUCH_STEP_SECONDS", "5"),
         ])

@@ -347,7 +347,14 @@ mod tests {
             absolute_timeout_seconds: Some(absolute),
             ..Default::default()
         };
-        Session::create(&SessionId::generate().unwrap(), "f".into(), request, &Limits::default(), T0).unwrap()
+        Session::create(
+            &SessionId::generate().unwrap(),
+            "f".into(),
+            request,
+            &Limits::default(),
+            T0,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -366,7 +373,14 @@ mod tests {
     #[test]
     fn create_applies_defaults_and_rejects_out_of_range_timeouts() {
         let limits = Limits::default();
-        let s = Session::create(&SessionId::generate().unwrap(), "f".into(), NewSession::default(), &limits, T0).unwrap();
+        let s = Session::create(
+            &SessionId::generate().unwrap(),
+            "f".into(),
+            NewSession::default(),
+            &limits,
+            T0,
+        )
+        .unwrap();
         assert_eq!(s.idle_timeout_seconds, 1800);
         assert_eq!(s.absolute_expires_at, T0.plus(43200));
         assert_eq!(s.expires_at, T0.plus(1800));
@@ -455,8 +469,20 @@ mod tests {
         let new_id = SessionId::generate().unwrap();
         let r = s.rotated(&new_id, false, None, T0.plus(100));
         assert_eq!(
-            (r.handle, r.family.clone(), r.subject.clone(), r.created_at, r.absolute_expires_at),
-            (new_id.handle(), s.family.clone(), s.subject.clone(), T0, s.absolute_expires_at)
+            (
+                r.handle,
+                r.family.clone(),
+                r.subject.clone(),
+                r.created_at,
+                r.absolute_expires_at
+            ),
+            (
+                new_id.handle(),
+                s.family.clone(),
+                s.subject.clone(),
+                T0,
+                s.absolute_expires_at
+            )
         );
         assert!(r.data.is_empty());
         assert_eq!(r.expires_at, T0.plus(700));

@@ -87,7 +87,11 @@ pub fn owner_pk(subject: &Subject) -> String {
 
 /// The sort key of `session`'s membership (creation order, then handle).
 pub fn membership_sk(session: &Session) -> String {
-    format!("{MEMBERSHIP_PREFIX}{:012}#{}", session.created_at.0, session.handle.as_str())
+    format!(
+        "{MEMBERSHIP_PREFIX}{:012}#{}",
+        session.created_at.0,
+        session.handle.as_str()
+    )
 }
 
 fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
@@ -432,7 +436,13 @@ mod tests {
 
     #[test]
     fn keys_must_be_long_visible_ascii() {
-        for bad in ["", "short", &"x".repeat(256), "sixteen chars \u{e9}!", "with a space in it"] {
+        for bad in [
+            "",
+            "short",
+            &"x".repeat(256),
+            "sixteen chars \u{e9}!",
+            "with a space in it",
+        ] {
             assert!(IdempotencyKey::new(bad, "create", b"").is_err(), "{bad:?}");
         }
         assert!(IdempotencyKey::new("0123456789abcdef", "create", b"").is_ok());

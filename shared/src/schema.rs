@@ -217,7 +217,10 @@ mod tests {
         assert_eq!(keys, [attr::PK, attr::SK]);
         assert_eq!(spec.ttl_attribute.as_deref(), Some(attr::EXPIRES_AT));
         assert_eq!(spec.stream_view, None, "nothing reads a stream of it");
-        assert!(spec.indexes.is_empty(), "read strongly consistently, so by its key only");
+        assert!(
+            spec.indexes.is_empty(),
+            "read strongly consistently, so by its key only"
+        );
     }
 
     #[test]

@@ -648,7 +648,12 @@ impl DynamoStore {
                 parts.idempotency = parts.push(self.put_idempotency_record(key, &new_id, now)?);
             }
             match self.transact(parts, &write, idempotency, now).await? {
-                Transacted::Done => return Ok(Issued { id: new_id, session: next }),
+                Transacted::Done => {
+                    return Ok(Issued {
+                        id: new_id,
+                        session: next,
+                    });
+                }
                 Transacted::Replayed(issued) => return Ok(issued),
                 // The old session changed, expired or went away: look again.
                 Transacted::Refused { old: Some(Some(item)) } => known = Some(item::decode(item)?),
@@ -832,7 +837,9 @@ impl DynamoStore {
                 return Err(StoreError::Incomplete { revoked });
             }
             let (members, next) = self.memberships(subject, start.take(), None).await?;
-            let doomed = members.into_iter().filter(|m| spared.as_deref() != Some(m.family.as_str()));
+            let doomed = members
+                .into_iter()
+                .filter(|m| spared.as_deref() != Some(m.family.as_str()));
             let live: Vec<bool> = futures::stream::iter(doomed)
                 .map(|member| async move {
                     let out = self

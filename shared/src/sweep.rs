@@ -237,7 +237,11 @@ impl DynamoStore {
 
     /// Deletes one candidate if it is still expired; re-files it if it is live.
     /// Returns its outcome and the read and write units it cost.
-    async fn remove_if_expired(&self, handle: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
+    async fn remove_if_expired(
+        &self,
+        handle: String,
+        options: &SweepOptions,
+    ) -> Result<(Outcome, f64, f64), StoreError> {
         if options.dry_run {
             return self.inspect(handle, options).await;
         }

@@ -616,10 +616,9 @@ impl HttpConnector for FaultyConnector {
                 400,
                 r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
             ))),
-            Verdict::Lag => HttpConnectorFuture::ready(Ok(dynamodb_response(
-                200,
-                r#"{"Count":0,"Items":[],"ScannedCount":0}"#,
-            ))),
+            Verdict::Lag => {
+                HttpConnectorFuture::ready(Ok(dynamodb_response(200, r#"{"Count":0,"Items":[],"ScannedCount":0}"#)))
+            }
             Verdict::Lose => {
                 let sent = self.inner.call(request);
                 HttpConnectorFuture::new(async move {

@@ -114,7 +114,7 @@ fn check_role(role: &str, tables: Vec<Calls>, log_group: &str, others: &[(&str, 
         expected_resources.insert(format!("{table}.Arn"));
         if !indexes.is_empty() && called.remove("dynamodb:Query") {
             for index in &indexes {
-            let resource = format!("${{{table}.Arn}}/index/{index}");
+                let resource = format!("${{{table}.Arn}}/index/{index}");
                 assert_eq!(
                     allowed(&statements, &resource),
                     BTreeSet::from(["dynamodb:Query".to_owned()]),

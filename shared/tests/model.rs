@@ -162,7 +162,10 @@ async fn run(store: &DynamoStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let expected = Expected::new(idle, absolute, data.clone(), now);
                 model.insert(created.id.as_str().to_owned(), expected.clone());
                 ids.push(created.id.clone());
-                (Outcome::Session(Expected::of(&created.session)), Outcome::Session(expected))
+                (
+                    Outcome::Session(Expected::of(&created.session)),
+                    Outcome::Session(expected),
+                )
             }
             Op::Wait(seconds) => {
                 now += i64::from(seconds);

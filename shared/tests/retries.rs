@@ -100,7 +100,11 @@ async fn idempotency_keys_replay_the_same_session_and_refuse_another_request() {
     let first = store.create(NewSession::default(), Some(&key), now).await.unwrap();
     let again = store.create(NewSession::default(), Some(&key), now).await.unwrap();
     assert_eq!(again.id, first.id, "a retry gets the same id");
-    assert_eq!(count(&store, &store.config().table_name).await, 1, "and creates nothing");
+    assert_eq!(
+        count(&store, &store.config().table_name).await,
+        1,
+        "and creates nothing"
+    );
     let other_body = IdempotencyKey::new("8e03978e-40d5-43e8-bc93-6894a57f9324", "create", b"{\"data\":{}}").unwrap();
     assert!(matches!(
         store.create(NewSession::default(), Some(&other_body), now).await,
@@ -110,8 +114,14 @@ async fn idempotency_keys_replay_the_same_session_and_refuse_another_request() {
     // A client retry of a rotation after its response was lost: the old id is gone,
     // the record answers with the same new id.
     let rotate_key = IdempotencyKey::new("0f6b7c1e-rotate-retry-key-0001", "rotate", b"{}").unwrap();
-    let rotated = store.rotate(&first.id, true, None, Some(&rotate_key), now).await.unwrap();
-    let retried = store.rotate(&first.id, true, None, Some(&rotate_key), now).await.unwrap();
+    let rotated = store
+        .rotate(&first.id, true, None, Some(&rotate_key), now)
+        .await
+        .unwrap();
+    let retried = store
+        .rotate(&first.id, true, None, Some(&rotate_key), now)
+        .await
+        .unwrap();
     assert_eq!(retried.id, rotated.id);
     assert_eq!(count(&store, &store.config().table_name).await, 1);
     let without_key = store.rotate(&first.id, true, None, None, now).await;

@@ -86,10 +86,7 @@ async fn revoke_all_raced_by_rotation_chains_leaves_nothing_alive() {
             ids.push(store.create(owned(&alice), None, now).await.unwrap().id);
         }
         let issued = Arc::new(Mutex::new(ids.clone()));
-        let chains = futures::future::join_all(
-            ids.iter()
-                .map(|id| rotation_chain(&store, id.clone(), issued.clone())),
-        );
+        let chains = futures::future::join_all(ids.iter().map(|id| rotation_chain(&store, id.clone(), issued.clone())));
         // Created a moment before the revoke, so no lagging index could show it.
         let last_moment = store.create(owned(&alice), None, now).await.unwrap().id;
         let revoke = async {
@@ -118,7 +115,10 @@ async fn revoke_all_raced_by_rotation_chains_leaves_nothing_alive() {
             ));
         }
         assert_eq!(left_in_table(&store, &alice).await, 0, "round {round}");
-        let page = store.list_by_subject(&alice, 100, None, Timestamp::now()).await.unwrap();
+        let page = store
+            .list_by_subject(&alice, 100, None, Timestamp::now())
+            .await
+            .unwrap();
         assert!(page.sessions.is_empty());
     }
     assert!(
@@ -153,11 +153,17 @@ async fn except_keeps_the_current_session_and_its_rotations_alive() {
         let (kept, revoked) = futures::future::join(kept, revoke).await;
         assert_eq!(revoked.unwrap(), 4, "round {round}");
         for id in &others {
-            assert!(matches!(store.get(id, Timestamp::now()).await, Err(StoreError::NotFound)));
+            assert!(matches!(
+                store.get(id, Timestamp::now()).await,
+                Err(StoreError::NotFound)
+            ));
         }
         let alive = store.get(&kept, Timestamp::now()).await.unwrap();
         assert_eq!(alive.subject, Some(alice.clone()));
-        let listed = store.list_by_subject(&alice, 100, None, Timestamp::now()).await.unwrap();
+        let listed = store
+            .list_by_subject(&alice, 100, None, Timestamp::now())
+            .await
+            .unwrap();
         assert_eq!(
             listed.sessions.iter().map(|s| &s.handle).collect::<Vec<_>>(),
             [&kept.handle()],
@@ -187,7 +193,10 @@ async fn login_rotation_moves_the_session_to_its_new_owner() {
         [logged_in.id.handle()]
     );
     // A login as someone else: the old owner's listing no longer shows it.
-    let as_bob = store.rotate(&logged_in.id, false, Some(bob.clone()), None, now).await.unwrap();
+    let as_bob = store
+        .rotate(&logged_in.id, false, Some(bob.clone()), None, now)
+        .await
+        .unwrap();
     assert!(handles(store.list_by_subject(&alice, 10, None, now).await.unwrap()).is_empty());
     assert_eq!(
         handles(store.list_by_subject(&bob, 10, None, now).await.unwrap()),
@@ -211,7 +220,10 @@ async fn revoking_by_handle_reaches_only_that_owners_session() {
         store.revoke_one(&mallory, &first.session.handle, now).await,
         Err(StoreError::NotFound)
     ));
-    assert!(store.get(&first.id, now).await.is_ok(), "another owner's handle reaches nothing");
+    assert!(
+        store.get(&first.id, now).await.is_ok(),
+        "another owner's handle reaches nothing"
+    );
     store.revoke_one(&alice, &first.session.handle, now).await.unwrap();
     assert!(matches!(store.get(&first.id, now).await, Err(StoreError::NotFound)));
     assert!(store.get(&second.id, now).await.is_ok());

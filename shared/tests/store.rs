@@ -35,7 +35,11 @@ async fn a_created_session_reads_back_at_once_with_one_request_each() {
         ..new(600, 3600)
     };
     let created = store.create(request, None, now).await.unwrap();
-    assert_eq!(counter.take(), 1, "create of an owned session is one TransactWriteItems");
+    assert_eq!(
+        counter.take(),
+        1,
+        "create of an owned session is one TransactWriteItems"
+    );
     let read = store.get(&created.id, now).await.unwrap();
     assert_eq!(counter.take(), 1, "get is one GetItem");
     assert_eq!(read, created.session);
@@ -246,8 +250,20 @@ async fn rotation_is_atomic_keeps_owner_data_and_absolute_expiry() {
     assert_ne!(new.id, old.id);
     let (new_id, new, old_id, old) = (new.id, new.session, old.id, old.session);
     assert_eq!(
-        (&new.subject, &new.data, new.absolute_expires_at, new.created_at, &new.family),
-        (&old.subject, &old.data, old.absolute_expires_at, old.created_at, &old.family)
+        (
+            &new.subject,
+            &new.data,
+            new.absolute_expires_at,
+            new.created_at,
+            &new.family
+        ),
+        (
+            &old.subject,
+            &old.data,
+            old.absolute_expires_at,
+            old.created_at,
+            &old.family
+        )
     );
     assert!(matches!(
         store.get(&old_id, now.plus(5)).await,

@@ -29,10 +29,11 @@ pub async fn run(bin_dir: &Path, parts: &[&str]) -> Result<(), Error> {
     let endpoint =
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB").map_err(|_| "AWS_ENDPOINT_URL_DYNAMODB must name DynamoDB Local")?;
     let client = aws_sdk_dynamodb::Client::from_conf(testkit::local_config_at(&endpoint).build());
-    let table = testkit::fresh_sessions_table(&client).await;
+    let config = testkit::fresh_config(&client).await;
     let env = HashMap::from([
         ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), endpoint.clone()),
-        ("SESSIONS_TABLE".to_owned(), table),
+        ("SESSIONS_TABLE".to_owned(), config.table_name),
+        ("REGISTRY_TABLE".to_owned(), config.registry_table),
     ]);
     let api = bin_dir.join("api");
     let hello = bin_dir.join("hello-lambda");

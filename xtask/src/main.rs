@@ -60,7 +60,11 @@ async fn create_tables(tables: &[&str]) -> Result<(), Box<dyn std::error::Error>
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .map_err(|_| "AWS_ENDPOINT_URL_DYNAMODB must name DynamoDB Local; this tool never creates tables in AWS")?;
     let tables: Vec<(&str, &str)> = if tables.is_empty() {
-        vec![(SESSIONS_TABLE, "sessions"), (REGISTRY_TABLE, "registry"), ("AuditTable", "audit")]
+        vec![
+            (SESSIONS_TABLE, "sessions"),
+            (REGISTRY_TABLE, "registry"),
+            ("AuditTable", "audit"),
+        ]
     } else {
         tables
             .iter()

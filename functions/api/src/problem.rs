@@ -177,7 +177,9 @@ impl From<&StoreError> for Problem {
                 "a request with this Idempotency-Key is being processed; retry it later",
             ),
             StoreError::Invalid(v @ ValidationError::DataTooLarge { .. }) => Self::too_large(v.to_string()),
-            StoreError::Invalid(v @ ValidationError::IdempotencyKey) => Self::invalid_header("Idempotency-Key", v.to_string()),
+            StoreError::Invalid(v @ ValidationError::IdempotencyKey) => {
+                Self::invalid_header("Idempotency-Key", v.to_string())
+            }
             StoreError::Invalid(v @ ValidationError::Cursor) => Self::invalid_query(v.to_string()),
             StoreError::Invalid(v) => Self::invalid(v.to_string()),
             StoreError::Incomplete { revoked } => {

@@ -132,7 +132,15 @@ mod tests {
             Target::parse(&format!("/subjects/alice/sessions/{}", id.as_str())),
             Some(Target::SubjectSession(Some(_), None))
         ));
-        for unknown in ["", "/", "/sessions/", "/sessions/x/y", "/nope", "/health/", "/subjects/a/sessions/h/x"] {
+        for unknown in [
+            "",
+            "/",
+            "/sessions/",
+            "/sessions/x/y",
+            "/nope",
+            "/health/",
+            "/subjects/a/sessions/h/x",
+        ] {
             assert!(Target::parse(unknown).is_none(), "{unknown}");
         }
     }

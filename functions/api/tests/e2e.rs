@@ -162,7 +162,11 @@ fn the_run_command_runs_the_whole_lifecycle_locally() {
     let got = api.call("GET", &format!("/sessions/{id}"), None);
     let mut without_id = created.json.clone();
     without_id.as_object_mut().unwrap().remove("id");
-    assert_eq!((got.status, &got.json), (200, &without_id), "only create and rotate return the id");
+    assert_eq!(
+        (got.status, &got.json),
+        (200, &without_id),
+        "only create and rotate return the id"
+    );
     let patched = api
         .send(
             "PATCH",

@@ -6,7 +6,13 @@ use common::*;
 
 /// The handle of session `id`, as the API shows it.
 fn handle_of(id: &str) -> Value {
-    Value::String(session_store::SessionId::parse(id).unwrap().handle().as_str().to_owned())
+    Value::String(
+        session_store::SessionId::parse(id)
+            .unwrap()
+            .handle()
+            .as_str()
+            .to_owned(),
+    )
 }
 use serde_json::{Value, json};
 
@@ -39,7 +45,11 @@ async fn the_sample_events_walk_a_session_through_its_whole_life_one_request_eac
     let got = call(&app, &event_for("get-session", &id)).await;
     let mut without_id = created.json.clone();
     without_id.as_object_mut().unwrap().remove("id");
-    assert_eq!((got.status, got.json.clone()), (200, without_id), "only create and rotate return the id");
+    assert_eq!(
+        (got.status, got.json.clone()),
+        (200, without_id),
+        "only create and rotate return the id"
+    );
     assert_eq!(got.json["handle"], handle_of(&id));
     assert_eq!(got.header("etag"), Some("\"1\""));
     assert_eq!(counter.take(), 1, "get");
@@ -487,7 +497,11 @@ async fn a_listed_handle_revokes_that_session_and_never_another_owners() {
     let handle = listed.json["sessions"][0]["handle"].as_str().unwrap().to_owned();
     let revoke_sample = event("revoke-subject-session");
     let sample_handle = revoke_sample["pathParameters"]["handle"].as_str().unwrap().to_owned();
-    assert_eq!(Value::String(sample_handle.clone()), handle_of(SAMPLE_ID), "the sample names the sample id's handle");
+    assert_eq!(
+        Value::String(sample_handle.clone()),
+        handle_of(SAMPLE_ID),
+        "the sample names the sample id's handle"
+    );
     let revoke = |subject: &str, handle: &str| {
         let text = revoke_sample
             .to_string()
@@ -565,10 +579,17 @@ async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests
     let other = with_body(create_event.clone(), r#"{"subject": "user-42"}"#, None);
     let reused = call(&app, &other).await;
     assert_eq!(reused.status, 422, "{}", reused.json);
-    assert_eq!(reused.json["type"], "urn:session-service:problem:idempotency-key-reused");
+    assert_eq!(
+        reused.json["type"],
+        "urn:session-service:problem:idempotency-key-reused"
+    );
 
     let id = first.json["id"].as_str().unwrap();
-    let rotate = with_header(event_for("rotate-session", id), "idempotency-key", "rotate-0001-0002-0003");
+    let rotate = with_header(
+        event_for("rotate-session", id),
+        "idempotency-key",
+        "rotate-0001-0002-0003",
+    );
     let rotated = call(&app, &rotate).await;
     assert_eq!(rotated.status, 201, "{}", rotated.json);
     let retried = call(&app, &rotate).await;
@@ -577,7 +598,11 @@ async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests
     let listed = call(&app, &event("list-subject-sessions")).await;
     assert_eq!(listed.json["sessions"].as_array().unwrap().len(), 1);
 
-    for bad in ["short", "with spaces in the key", "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"] {
+    for bad in [
+        "short",
+        "with spaces in the key",
+        "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+    ] {
         counter.take();
         let reply = call(&app, &with_header(event("create-session"), "idempotency-key", bad)).await;
         assert_eq!(reply.status, 400, "{bad}: {}", reply.json);

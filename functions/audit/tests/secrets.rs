@@ -1,0 +1,183 @@
+//! No session id at rest: after a whole life of sessions through the API (creates with
+//! and without an `Idempotency-Key`, merges, replaces, touches, rotations and a login,
+//! deletes, a revoke by handle, a revoke-all), the sessions table, the registry table,
+//! the sessions table's stream and the audit table written from it hold no id, in any
+//! of the encodings an id's bytes could take.
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::*;
+use local_triggers::streams::DynamoDbLocal;
+use serde_json::{Value, json};
+use session_store::testkit::{self, ManualClock};
+use session_store::{DynamoStore, SessionId};
+
+/// The sample event `events/{name}.json` as JSON.
+fn sample(name: &str) -> Value {
+    let text = std::fs::read_to_string(testkit::repo_root().join(format!("events/{name}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+const SAMPLE_ID: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
+
+/// Sends `event` (aimed at `id`, with `body` and extra headers) through the API handler.
+async fn call(app: &api::App, name: &str, id: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut event = serde_json::from_str::<Value>(&sample(name).to_string().replace(SAMPLE_ID, id)).unwrap();
+    if let Some(body) = body {
+        event["body"] = json!(body);
+        event["headers"]["content-length"] = json!(body.len().to_string());
+    }
+    for (name, value) in headers {
+        event["headers"][*name] = json!(value);
+    }
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = api::handle(app, request).await.unwrap();
+    let json = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (response.status().as_u16(), json)
+}
+
+/// Every item of `table`, as text.
+async fn dump(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
+    let mut text = String::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            text.push_str(&format!("{item:?}\n"));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return text;
+        }
+    }
+}
+
+/// The forms an id's 32 bytes could be found in.
+fn encodings(id: &str) -> [String; 4] {
+    let bytes = URL_SAFE_NO_PAD.decode(id).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    [id.to_owned(), hex.clone(), hex.to_uppercase(), STANDARD.encode(&bytes)]
+}
+
+#[tokio::test]
+async fn no_table_and_no_stream_record_holds_a_session_id() {
+    let endpoint = testkit::endpoint();
+    let (client, _) = testkit::client();
+    let config = testkit::fresh_config(&client).await;
+    let clock = Arc::new(ManualClock::new());
+    let app = api::App {
+        store: DynamoStore::new(client.clone(), config.clone()),
+        clock: clock.clone(),
+    };
+    let mut ids: Vec<String> = Vec::new();
+    let mut issued = |(status, json): (u16, Value)| {
+        assert_eq!(status, 201, "{json}");
+        let id = json["id"].as_str().unwrap().to_owned();
+        ids.push(id.clone());
+        id
+    };
+    let key = [("idempotency-key", "\"5b1e9d2c-8f3a-4e7b-9c6d-0a1b2c3d4e5f\"")];
+    let anonymous = issued(call(&app, "create-session", "", Some(r#"{"data":{"a":1}}"#), &key).await);
+    assert_eq!(
+        call(&app, "create-session", "", Some(r#"{"data":{"a":1}}"#), &key)
+            .await
+            .0,
+        201,
+        "a replay"
+    );
+    let owned: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(issued(call(&app, "create-session", "", None, &[]).await));
+        }
+        v
+    };
+    assert_eq!(call(&app, "merge-session", &owned[0], None, &[]).await.0, 200);
+    assert_eq!(call(&app, "replace-session", &owned[1], None, &[]).await.0, 200);
+    clock.advance(120);
+    assert_eq!(call(&app, "touch-session", &owned[2], None, &[]).await.0, 200);
+    let rotated = issued(
+        call(
+            &app,
+            "rotate-session",
+            &owned[0],
+            None,
+            &[("idempotency-key", "rotate-key-0123456789")],
+        )
+        .await,
+    );
+    let login = issued(
+        call(
+            &app,
+            "rotate-session",
+            &anonymous,
+            Some(r#"{"subject":"user-42"}"#),
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(call(&app, "delete-session", &owned[1], None, &[]).await.0, 204);
+    let handle = SessionId::parse(&owned[2]).unwrap().handle();
+    let by_handle = sample("revoke-subject-session").to_string();
+    let sample_handle = SessionId::parse(SAMPLE_ID).unwrap().handle();
+    let request = by_handle.replace(sample_handle.as_str(), handle.as_str());
+    let response = api::handle(&app, lambda_http::request::from_str(&request).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, revoked) = call(&app, "revoke-subject-sessions", &rotated, None, &[]).await;
+    assert_eq!(
+        (status, &revoked["revoked"]),
+        (200, &json!(2)),
+        "login and owned[3]; rotated kept"
+    );
+    let (status, listed) = call(&app, "list-subject-sessions", "", None, &[]).await;
+    assert_eq!((status, listed["sessions"].as_array().map(Vec::len)), (200, Some(1)));
+    assert!(!login.is_empty());
+
+    let stream = DynamoDbLocal::new(&endpoint).read_all(&config.table_name).unwrap();
+    let batch: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(json!({ "Records": stream })).unwrap();
+    let auditor = auditor(&client).await;
+    assert!(run(&auditor, &batch).await.batch_item_failures.is_empty());
+    let removes = stream.iter().filter(|r| r["eventName"] == "REMOVE").count();
+    assert!(removes >= 6, "the stream carried the deletions ({removes})");
+
+    let dumps = [
+        ("sessions table", dump(&client, &config.table_name).await),
+        ("registry table", dump(&client, &config.registry_table).await),
+        ("stream", serde_json::to_string(&stream).unwrap()),
+        ("audit table", dump(&client, auditor.log.table()).await),
+    ];
+    for (what, text) in &dumps {
+        assert!(text.len() > 100, "{what} is not empty");
+    }
+    let kept = SessionId::parse(&rotated).unwrap().handle();
+    assert!(dumps[0].1.contains(kept.as_str()), "sessions are there, by handle");
+    assert_eq!(ids.len(), 7);
+    for id in &ids {
+        for encoded in encodings(id) {
+            for (what, text) in &dumps {
+                assert!(
+                    !text.contains(&encoded),
+                    "{what} holds a session id ({})",
+                    &encoded[..8]
+                );
+            }
+        }
+    }
+}
