@@ -20,7 +20,14 @@ pub struct Config {
     pub expiry_shards: u32,
     /// Width of one expiry bucket in seconds (`SESSION_EXPIRY_BUCKET_SECONDS`, default 300).
     pub expiry_bucket_seconds: i64,
+    /// Time a revoke of an owner's sessions may take before it answers that it is
+    /// not done: 6 s, within the API function's 10 s timeout and well within the
+    /// revocation lock's 60 s.
+    pub revoke_budget: std::time::Duration,
 }
+
+/// The default [`Config::revoke_budget`].
+pub const REVOKE_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Timeouts and sizes a request may ask for, and their defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +110,7 @@ impl Config {
             consistent_reads: parse(&lookup, "SESSION_CONSISTENT_READS", true)?,
             expiry_shards: parse(&lookup, "SESSION_EXPIRY_SHARDS", 16)?,
             expiry_bucket_seconds: parse(&lookup, "SESSION_EXPIRY_BUCKET_SECONDS", 300)?,
+            revoke_budget: REVOKE_BUDGET,
         };
         config.check()?;
         Ok(config)
@@ -119,6 +127,7 @@ impl Config {
             consistent_reads: true,
             expiry_shards: 16,
             expiry_bucket_seconds: 300,
+            revoke_budget: REVOKE_BUDGET,
         }
     }
 

@@ -3,6 +3,7 @@
 //! ever brought back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -36,9 +37,6 @@ const MAX_ATTEMPTS: u32 = 3;
 const MAX_FAST_MERGE_KEYS: usize = 50;
 /// Deletes in flight at once when revoking an owner's sessions.
 const REVOKE_CONCURRENCY: usize = 16;
-/// Time a revoke of an owner's sessions may take before it answers that it is
-/// not done (within the API function's 10 s timeout, and well within the lock).
-const REVOKE_BUDGET: Duration = Duration::from_secs(6);
 
 /// One page of an owner's live sessions.
 #[derive(Debug, Clone)]
@@ -810,7 +808,9 @@ impl DynamoStore {
     /// before the lock is there) and deletes each session. So once it returns, no
     /// session of `subject` that existed when it began, nor any rotated from one,
     /// is left, whatever any index shows. If it runs out of time it says so
-    /// ([`StoreError::Incomplete`]); calling it again finishes the work.
+    /// ([`StoreError::Incomplete`], after `config.revoke_budget`); what it deleted
+    /// stays deleted, the lock holds until it expires, and calling it again
+    /// finishes the work.
     pub async fn revoke_subject(
         &self,
         subject: &Subject,
@@ -830,18 +830,26 @@ impl DynamoStore {
         };
         let token = random_token()?;
         self.lock_owner(subject, spared.as_deref(), &token, now).await?;
-        let mut revoked = 0;
+        let revoked = AtomicU64::new(0);
+        let out_of_time = || StoreError::Incomplete {
+            revoked: revoked.load(Ordering::Relaxed),
+        };
         let mut start = None;
         loop {
-            if started.elapsed() > REVOKE_BUDGET {
-                return Err(StoreError::Incomplete { revoked });
+            if started.elapsed() >= self.config.revoke_budget {
+                return Err(out_of_time());
             }
             let (members, next) = self.memberships(subject, start.take(), None).await?;
             let doomed = members
                 .into_iter()
                 .filter(|m| spared.as_deref() != Some(m.family.as_str()));
-            let live: Vec<bool> = futures::stream::iter(doomed)
+            let (revoked, out_of_time) = (&revoked, &out_of_time);
+            let deleted = futures::stream::iter(doomed)
                 .map(|member| async move {
+                    // The lock stays until it expires: rotations stay barred until a repeat finishes.
+                    if started.elapsed() >= self.config.revoke_budget {
+                        return Err(out_of_time());
+                    }
                     let out = self
                         .client
                         .delete_item()
@@ -850,21 +858,26 @@ impl DynamoStore {
                         .return_values(ReturnValue::AllOld)
                         .send()
                         .await?;
-                    self.forget_membership(subject, &member.sk).await?;
-                    Ok::<_, StoreError>(match out.attributes {
-                        Some(old) => !item::decode(old)?.session.is_expired(now),
-                        None => false,
-                    })
+                    if let Some(old) = out.attributes {
+                        if !item::decode(old)?.session.is_expired(now) {
+                            revoked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    self.forget_membership(subject, &member.sk).await
                 })
                 .buffer_unordered(REVOKE_CONCURRENCY)
-                .try_collect()
-                .await?;
-            revoked += live.into_iter().filter(|live| *live).count() as u64;
+                .try_collect::<Vec<()>>()
+                .await;
+            if let Err(StoreError::Incomplete { .. }) = deleted {
+                return Err(out_of_time());
+            }
+            deleted?;
             match next {
                 Some(sk) => start = Some(sk),
                 None => break,
             }
         }
+        let revoked = revoked.into_inner();
         self.unlock_owner(subject, &token).await?;
         Ok(revoked)
     }

@@ -235,3 +235,35 @@ async fn revoking_by_handle_reaches_only_that_owners_session() {
     let listed = store.list_by_subject(&alice, 10, None, now).await.unwrap();
     assert_eq!(listed.sessions.len(), 1, "the revoked one is not listed");
 }
+
+#[tokio::test]
+async fn a_revoke_out_of_time_says_so_bars_rotations_and_a_repeat_finishes_it() {
+    let store = store(&Faults::default()).await;
+    let mut config = store.config().clone();
+    config.revoke_budget = std::time::Duration::ZERO;
+    let hurried = DynamoStore::new(store.client().clone(), config);
+    let alice = Subject::parse("alice").unwrap();
+    let now = Timestamp::now();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(store.create(owned(&alice), None, now).await.unwrap().id);
+    }
+    assert!(matches!(
+        hurried.revoke_subject(&alice, None, now).await,
+        Err(StoreError::Incomplete { revoked: 0 })
+    ));
+    assert!(
+        matches!(
+            store.rotate(&ids[0], true, None, None, now).await,
+            Err(StoreError::NotFound)
+        ),
+        "while the unfinished revoke's lock holds, no rotation escapes it"
+    );
+    assert_eq!(store.revoke_subject(&alice, None, now).await.unwrap(), 3);
+    for id in &ids {
+        assert!(matches!(store.get(id, now).await, Err(StoreError::NotFound)));
+    }
+    // Finished, the lock is lifted: the owner's new sessions rotate again.
+    let fresh = store.create(owned(&alice), None, now).await.unwrap();
+    store.rotate(&fresh.id, true, None, None, now).await.unwrap();
+}

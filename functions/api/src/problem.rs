@@ -207,3 +207,22 @@ impl From<ValidationError> for Problem {
         Self::from(&StoreError::Invalid(err))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unfinished_revoke_is_a_503_to_repeat_and_idempotency_conflicts_are_4xx() {
+        let p = Problem::from(&StoreError::Incomplete { revoked: 2 });
+        assert_eq!((p.status, p.retry_after), (503, Some(1)));
+        assert!(p.detail.contains("repeat the request"), "{}", p.detail);
+        assert_eq!(Problem::from(&StoreError::IdempotencyMismatch).status, 422);
+        assert_eq!(Problem::from(&StoreError::IdempotencyInFlight).status, 409);
+        let invalid = Problem::from(ValidationError::IdempotencyKey);
+        assert_eq!(
+            (invalid.status, invalid.kind.as_str()),
+            (400, "urn:session-service:problem:invalid-header")
+        );
+    }
+}
