@@ -199,7 +199,7 @@ impl DynamoStore {
         match self.transact(parts, &write, idempotency, now).await? {
             Transacted::Done => Ok(issued),
             Transacted::Replayed(issued) => Ok(issued),
-            Transacted::Refused { .. } => Err(StoreError::Contention { attempts: 1 }),
+            Transacted::Refused(_) => Err(StoreError::Contention { attempts: 1 }),
         }
     }
 
@@ -241,18 +241,32 @@ impl DynamoStore {
             return Err(StoreError::IdempotencyInFlight);
         }
         if let Some(old) = failed(parts.delete_session) {
-            return Ok(Transacted::Refused {
-                old: Some(old.item.clone()),
-            });
+            return Ok(Transacted::Refused(old.item.clone()));
         }
         if failed(parts.lock_check).is_some() {
             // The owner's sessions are being revoked: this one is as good as gone.
             return Err(StoreError::NotFound);
         }
         if conflict {
-            return Ok(Transacted::Refused { old: None });
+            return Ok(Transacted::Refused(None));
         }
         Err(err.into())
+    }
+
+    /// The answer to a request whose session is gone: the idempotency record's, if
+    /// the request has a key with a record (its first attempt did the work), else 404.
+    async fn replay_or_not_found(
+        &self,
+        idempotency: Option<&IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<Issued, StoreError> {
+        let Some(key) = idempotency else {
+            return Err(StoreError::NotFound);
+        };
+        match self.idempotency_record(key, now).await? {
+            Some(record) => self.replay(key, &record, now).await,
+            None => Err(StoreError::NotFound),
+        }
     }
 
     /// The answer to a request whose `Idempotency-Key` has `record`: the session it
@@ -592,14 +606,8 @@ impl DynamoStore {
             let record = match record {
                 Ok(record) if !record.session.is_expired(now) => record,
                 Ok(_) => return Err(StoreError::NotFound),
-                // A retry of a rotation that happened finds the old id gone and the record.
-                Err(StoreError::NotFound) if idempotency.is_some() => {
-                    let key = idempotency.expect("checked above");
-                    return match self.idempotency_record(key, now).await? {
-                        Some(record) => self.replay(key, &record, now).await,
-                        None => Err(StoreError::NotFound),
-                    };
-                }
+                // A retry of a rotation that happened finds the old id gone, and the record.
+                Err(StoreError::NotFound) => return self.replay_or_not_found(idempotency, now).await,
                 Err(e) => return Err(e),
             };
             let old = &record.session;
@@ -654,9 +662,7 @@ impl DynamoStore {
                 }
                 Transacted::Replayed(issued) => return Ok(issued),
                 // The old session changed, expired or went away: look again.
-                Transacted::Refused { old: Some(Some(item)) } => known = Some(item::decode(item)?),
-                Transacted::Refused { old: Some(None) } => known = None,
-                Transacted::Refused { old: None } => known = None,
+                Transacted::Refused(old) => known = old.map(item::decode).transpose()?,
             }
         }
         Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
@@ -949,10 +955,9 @@ enum Transacted {
     Done,
     /// The idempotency key's record answered instead.
     Replayed(Issued),
-    /// Refused: the old session as it is now (`Some(None)`: gone), or a conflict (`None`).
-    Refused {
-        old: Option<Option<HashMap<String, AttributeValue>>>,
-    },
+    /// Refused by the old session's condition (with the item as it is now, when
+    /// DynamoDB returned one) or by a conflicting write: read it again.
+    Refused(Option<HashMap<String, AttributeValue>>),
 }
 
 /// A list cursor: the last membership's sort key, as base64url.
