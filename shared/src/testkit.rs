@@ -443,6 +443,30 @@ impl Intercept for CapacityMeter {
     }
 }
 
+/// A client whose requests the aws-smithy-mocks `rules` answer (in `mode`), retrying
+/// as `retry` says. Built without the SDK's `test-util` feature, which would bring
+/// the legacy hyper 0.14 / h2 0.3 stack into the dependency graph.
+pub fn mocked_client(
+    mode: aws_smithy_mocks::RuleMode,
+    rules: &[&aws_smithy_mocks::Rule],
+    retry: aws_sdk_dynamodb::config::retry::RetryConfig,
+) -> Client {
+    let interceptor = rules.iter().fold(
+        aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(mode),
+        |interceptor, rule| interceptor.with_rule(rule),
+    );
+    Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "testkit"))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .retry_config(retry)
+            .build(),
+    )
+}
+
 /// A client for DynamoDB Local that reports the capacity its requests consume.
 pub fn metered_client() -> (Client, CapacityMeter) {
     let meter = CapacityMeter::default();

@@ -10,9 +10,9 @@ use aws_sdk_dynamodb::error::ErrorMetadata;
 use aws_sdk_dynamodb::operation::get_item::{GetItemError, GetItemOutput};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, ThrottlingException};
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_mocks::{RuleMode, mock};
 use common::*;
-use session_store::testkit::ManualClock;
+use session_store::testkit::{ManualClock, mocked_client};
 use session_store::{Config, DynamoStore};
 
 fn app_on(client: Client) -> api::App {
@@ -20,6 +20,13 @@ fn app_on(client: Client) -> api::App {
         store: DynamoStore::new(client, Config::for_table("sessions")),
         clock: Arc::new(ManualClock::new()),
     }
+}
+
+/// The SDK's standard retries (3 attempts), with a 1 ms backoff.
+fn fast_retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(std::time::Duration::from_millis(1))
 }
 
 /// Error metadata as DynamoDB's response carries it; the SDK's retry classifier reads the code.
@@ -55,12 +62,7 @@ async fn throttling_that_outlasts_the_retries_is_a_503_with_retry_after() {
         })
         .times(3)
         .build();
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&get, &update], |c| c
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(std::time::Duration::from_millis(1))
-        ));
+    let client = mocked_client(RuleMode::MatchAny, &[&get, &update], fast_retries());
     let app = app_on(client);
     for (name, rule) in [("get-session", &get), ("touch-session", &update)] {
         let reply = call(&app, &event(name)).await;
@@ -79,11 +81,7 @@ async fn brief_throttling_is_absorbed_by_retries() {
         .times(2)
         .output(|| GetItemOutput::builder().build())
         .build();
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&get], |c| c.retry_config(
-        RetryConfig::standard()
-            .with_max_attempts(3)
-            .with_initial_backoff(std::time::Duration::from_millis(1))
-    ));
+    let client = mocked_client(RuleMode::MatchAny, &[&get], fast_retries());
     let reply = call(&app_on(client), &event("get-session")).await;
     assert_eq!(reply.status, 404, "the third attempt answered: no such session");
     assert_eq!(get.num_calls(), 3);

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ErrorMetadata;
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::types::error::InternalServerError;
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_mocks::{RuleMode, mock};
 use common::*;
 use session_store::audit::AuditLog;
 use session_store::testkit;
@@ -75,8 +75,11 @@ async fn a_failed_write_in_mid_batch_is_reported_by_its_sequence_number() {
         .output(|| PutItemOutput::builder().build())
         .times(10)
         .build();
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&fail, &succeed], |c| c
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let client = testkit::mocked_client(
+        RuleMode::MatchAny,
+        &[&fail, &succeed],
+        aws_sdk_dynamodb::config::retry::RetryConfig::disabled(),
+    );
     let auditor = Auditor {
         log: AuditLog::new(client, "audit", 90),
     };
