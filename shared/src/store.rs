@@ -365,14 +365,14 @@ impl DynamoStore {
         } = &change
         {
             check_data_size(data, limits)?;
-            if let Some(idle) = idle_timeout_seconds {
-                if !(1..=limits.max_idle_timeout).contains(idle) {
-                    return Err(ValidationError::Timeout {
-                        field: "idle_timeout_seconds",
-                        max: limits.max_idle_timeout,
-                    }
-                    .into());
+            if let Some(idle) = idle_timeout_seconds
+                && !(1..=limits.max_idle_timeout).contains(idle)
+            {
+                return Err(ValidationError::Timeout {
+                    field: "idle_timeout_seconds",
+                    max: limits.max_idle_timeout,
                 }
+                .into());
             }
         }
         let handle = id.handle();
@@ -398,12 +398,12 @@ impl DynamoStore {
             if session.is_expired(now) {
                 return Err(StoreError::NotFound);
             }
-            if let Some(versions) = if_match {
-                if !versions.contains(&session.version) {
-                    return Err(StoreError::VersionMismatch {
-                        current: session.version,
-                    });
-                }
+            if let Some(versions) = if_match
+                && !versions.contains(&session.version)
+            {
+                return Err(StoreError::VersionMismatch {
+                    current: session.version,
+                });
             }
             let Some(next) = session.changed(&change, limits, now)? else {
                 debug!(session = %handle.fingerprint(), "touch within the step; not written");
@@ -788,12 +788,12 @@ impl DynamoStore {
                 let session = item::decode(item)?.session;
                 found.insert(session.handle.clone(), session);
             }
-            if let Some(mut left) = out.unprocessed_keys {
-                if let Some(left) = left.remove(&self.config.table_name) {
-                    keys = left.keys;
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
+            if let Some(mut left) = out.unprocessed_keys
+                && let Some(left) = left.remove(&self.config.table_name)
+            {
+                keys = left.keys;
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
             }
         }
         if keys.is_empty() {
@@ -864,10 +864,10 @@ impl DynamoStore {
                         .return_values(ReturnValue::AllOld)
                         .send()
                         .await?;
-                    if let Some(old) = out.attributes {
-                        if !item::decode(old)?.session.is_expired(now) {
-                            revoked.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Some(old) = out.attributes
+                        && !item::decode(old)?.session.is_expired(now)
+                    {
+                        revoked.fetch_add(1, Ordering::Relaxed);
                     }
                     self.forget_membership(subject, &member.sk).await
                 })

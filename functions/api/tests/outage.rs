@@ -42,7 +42,7 @@ async fn worker(app: &api::App, stop: &AtomicBool, restarted: &AtomicBool) -> Se
                 if restarted.load(Ordering::SeqCst) {
                     seen.recovered += 1;
                 }
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     id = None; // a new session now and then
                 }
             }
