@@ -7,9 +7,11 @@
 //!   the owner has, whatever an index would show. Logout and the sweeper leave
 //!   theirs behind; listings skip those, and TTL removes them at the session's
 //!   absolute expiry, past which no session lives.
-//! - **Revocation locks** (`owner#{subject}`, `revoking`): while revoking an
-//!   owner's sessions, rotations of them fail (each rotation checks the lock in
-//!   its transaction), except rotations of the family the revoke spares.
+//! - **Revocation locks** (`owner#{subject}`, `revoking`): while any revoke of an
+//!   owner's sessions is under way, rotations of them fail (each rotation checks
+//!   the lock in its transaction), except rotations of a family that every revoke
+//!   under way spares. Concurrent revokes share the lock: each adds its token to
+//!   the lock's holders, and the lock spares a family only while all of them do.
 //! - **Idempotency records** (`idempotency#{digest}`, `record`): the outcome of a
 //!   create or rotation made with an `Idempotency-Key`, written in the same
 //!   transaction. The key is a digest of the `Idempotency-Key`, and the new
@@ -19,7 +21,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::BuildError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -41,10 +45,10 @@ pub mod attr {
     pub const EXPIRES_AT: &str = "expires_at";
     /// A membership's or an idempotent result's session handle.
     pub const HANDLE: &str = "handle";
-    /// A membership's session family; a lock's spared family.
+    /// A membership's session family; a lock's spared family (spared by every holder).
     pub const FAMILY: &str = "family";
-    /// The revoke that holds a lock.
-    pub const LOCK_TOKEN: &str = "lock_token";
+    /// A lock's holders: the tokens of the revokes under way (a string set).
+    pub const HOLDERS: &str = "holders";
     /// An idempotency record's request digest (same key, other request: refused).
     pub const REQUEST_DIGEST: &str = "request_digest";
     /// An idempotency record's nonce, base64url.
@@ -121,6 +125,25 @@ impl Membership {
     }
 }
 
+/// A revoke's share of an owner's revocation lock.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    /// The revoke's token, one of the lock's holders.
+    token: String,
+    /// The holders that were there when it joined and that spare no less than it
+    /// does: once it has finished, so has their work.
+    covered: Vec<String>,
+}
+
+/// How [`DynamoStore::update_lock`] changes a lock.
+enum LockUpdate<'a> {
+    /// Takes a free or lapsed lock, sparing a family or not.
+    Take(Option<&'a str>),
+    /// Joins a held lock: keeping its spared family, if it spares this one, or
+    /// (`None`) dropping whatever it spares.
+    Join(Option<&'a str>),
+}
+
 /// Transaction parts on the registry, for the store's transactions.
 impl DynamoStore {
     /// Puts `session`'s membership in its owner's partition (an owned session only).
@@ -143,8 +166,8 @@ impl DynamoStore {
             .build()
     }
 
-    /// Holds only while no revoke of `subject`'s sessions is under way, or the one
-    /// under way spares `family`.
+    /// Holds only while no revoke of `subject`'s sessions is under way, or every
+    /// one under way spares `family`.
     pub(crate) fn check_not_revoking(
         &self,
         subject: &Subject,
@@ -154,7 +177,8 @@ impl DynamoStore {
         ConditionCheck::builder()
             .table_name(&self.config().registry_table)
             .set_key(Some(key(owner_pk(subject), LOCK_SK.into())))
-            .condition_expression("attribute_not_exists(#expires_at) OR #expires_at < :now OR #family = :family")
+            .condition_expression("attribute_not_exists(#holders) OR #expires_at < :now OR #family = :family")
+            .expression_attribute_names("#holders", attr::HOLDERS)
             .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
             .expression_attribute_names("#family", attr::FAMILY)
             .expression_attribute_values(":now", n(now.0))
@@ -163,7 +187,7 @@ impl DynamoStore {
     }
 
     /// Puts the idempotency record of `key`'s request, which issued `id`; fails
-    /// (returning the record) if the key has one already.
+    /// (returning the record) if the key has one already that has not expired.
     pub(crate) fn put_idempotency_record(
         &self,
         idempotency: &IdempotencyKey,
@@ -180,8 +204,10 @@ impl DynamoStore {
         Ok(Put::builder()
             .table_name(&self.config().registry_table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
+            .condition_expression("attribute_not_exists(#pk) OR #expires_at < :now")
             .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .expression_attribute_values(":now", n(now.0))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()?)
     }
@@ -237,42 +263,136 @@ impl DynamoStore {
         Ok((members, next))
     }
 
-    /// Takes `subject`'s revocation lock for [`LOCK_SECONDS`], sparing `family`.
+    /// Takes `subject`'s revocation lock for [`LOCK_SECONDS`] as the revoke
+    /// `token`, sparing `spared` (a family) only while every revoke under way
+    /// spares it: a free (or lapsed) lock is taken afresh, a held one is joined.
     pub(crate) async fn lock_owner(
         &self,
         subject: &Subject,
-        spared_family: Option<&str>,
+        spared: Option<&str>,
         token: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut item = key(owner_pk(subject), LOCK_SK.into());
-        item.insert(attr::EXPIRES_AT.into(), n(now.plus(LOCK_SECONDS).0));
-        item.insert(attr::LOCK_TOKEN.into(), s(token));
-        if let Some(family) = spared_family {
-            item.insert(attr::FAMILY.into(), s(family));
+    ) -> Result<Lock, StoreError> {
+        let lock = |covered| Lock {
+            token: token.to_owned(),
+            covered,
+        };
+        for _ in 0..3 {
+            if self
+                .update_lock(subject, LockUpdate::Take(spared), token, now)
+                .await?
+                .is_some()
+            {
+                return Ok(lock(Vec::new()));
+            }
+            // Held by others. Sparing what they all spare, this revoke does their work too.
+            if let Some(family) = spared
+                && let Some(holders) = self
+                    .update_lock(subject, LockUpdate::Join(Some(family)), token, now)
+                    .await?
+            {
+                return Ok(lock(holders));
+            }
+            // Otherwise the lock spares nothing from now on; sparing nothing, this
+            // revoke does every holder's work, else none's.
+            if let Some(holders) = self.update_lock(subject, LockUpdate::Join(None), token, now).await? {
+                return Ok(lock(if spared.is_none() { holders } else { Vec::new() }));
+            }
+            // Lifted or lapsed meanwhile: take it afresh.
         }
-        self.client()
-            .put_item()
-            .table_name(&self.config().registry_table)
-            .set_item(Some(item))
-            .send()
-            .await?;
-        Ok(())
+        Err(StoreError::Contention { attempts: 3 })
     }
 
-    /// Lifts the lock `token` took, unless another revoke has taken it since.
-    pub(crate) async fn unlock_owner(&self, subject: &Subject, token: &str) -> Result<(), StoreError> {
+    /// One conditional UpdateItem of `subject`'s lock as the revoke `token`: the
+    /// holders before it if it applied, `None` if its condition failed.
+    async fn update_lock(
+        &self,
+        subject: &Subject,
+        update: LockUpdate<'_>,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let held = "attribute_exists(#holders) AND #expires_at >= :now";
+        let (expression, condition, family) = match update {
+            LockUpdate::Take(Some(family)) => (
+                "SET #holders = :me, #expires_at = :until, #family = :family",
+                "attribute_not_exists(#holders) OR #expires_at < :now".to_owned(),
+                Some(family),
+            ),
+            LockUpdate::Take(None) => (
+                "SET #holders = :me, #expires_at = :until REMOVE #family",
+                "attribute_not_exists(#holders) OR #expires_at < :now".to_owned(),
+                None,
+            ),
+            LockUpdate::Join(Some(family)) => (
+                "ADD #holders :me SET #expires_at = :until",
+                format!("{held} AND #family = :family"),
+                Some(family),
+            ),
+            LockUpdate::Join(None) => (
+                "ADD #holders :me SET #expires_at = :until REMOVE #family",
+                held.to_owned(),
+                None,
+            ),
+        };
+        let mut values = HashMap::from([
+            (":me".to_owned(), AttributeValue::Ss(vec![token.to_owned()])),
+            (":until".to_owned(), n(now.plus(LOCK_SECONDS).0)),
+            (":now".to_owned(), n(now.0)),
+        ]);
+        if let Some(family) = family {
+            values.insert(":family".to_owned(), s(family));
+        }
         let result = self
             .client()
-            .delete_item()
+            .update_item()
             .table_name(&self.config().registry_table)
             .set_key(Some(key(owner_pk(subject), LOCK_SK.into())))
-            .condition_expression("#token = :token")
-            .expression_attribute_names("#token", attr::LOCK_TOKEN)
-            .expression_attribute_values(":token", s(token))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .expression_attribute_names("#holders", attr::HOLDERS)
+            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .expression_attribute_names("#family", attr::FAMILY)
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
+            Ok(out) => Ok(Some(
+                out.attributes
+                    .and_then(|mut old| old.remove(attr::HOLDERS))
+                    .and_then(|holders| holders.as_ss().ok().cloned())
+                    .unwrap_or_default(),
+            )),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lifts this revoke's share of `subject`'s lock, and the shares of the revokes
+    /// it covered (their work is done); the lock is free once no holder is left.
+    pub(crate) async fn unlock_owner(&self, subject: &Subject, lock: &Lock) -> Result<(), StoreError> {
+        let mut done = lock.covered.clone();
+        done.push(lock.token.clone());
+        let result = self
+            .client()
+            .update_item()
+            .table_name(&self.config().registry_table)
+            .set_key(Some(key(owner_pk(subject), LOCK_SK.into())))
+            // Deleting a set's last element removes the attribute: no holders, no lock.
+            .update_expression("DELETE #holders :done")
+            .condition_expression("attribute_exists(#holders)")
+            .expression_attribute_names("#holders", attr::HOLDERS)
+            .expression_attribute_values(":done", AttributeValue::Ss(done))
+            .send()
+            .await;
+        match result {
+            // Lifted already by a revoke that covered this one.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
@@ -282,7 +402,6 @@ impl DynamoStore {
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
-
     /// Deletes a membership (its session is gone).
     pub(crate) async fn forget_membership(&self, subject: &Subject, sk: &str) -> Result<(), StoreError> {
         self.client()

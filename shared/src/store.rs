@@ -28,7 +28,7 @@ use crate::item::{self, Record, attr};
 use crate::model::{
     Change, Issued, NewSession, Session, SessionSummary, Subject, Timestamp, check_data_size, expiry_bucket,
 };
-use crate::registry::{IdempotencyKey, MEMBERSHIP_PREFIX, Replay};
+use crate::registry::{IdempotencyKey, LOCK_SECONDS, MEMBERSHIP_PREFIX, Replay};
 
 /// Attempts at a write whose item keeps changing underneath it.
 const MAX_ATTEMPTS: u32 = 3;
@@ -233,13 +233,15 @@ impl DynamoStore {
         if let (Some(key), Some(record)) = (idempotency, failed(parts.idempotency).and_then(|r| r.item.as_ref())) {
             return self.replay(key, record, now).await.map(Transacted::Replayed);
         }
+        let conflicting = |i: Option<usize>| reason(i).is_some_and(|r| r.code() == Some("TransactionConflict"));
+        if conflicting(parts.idempotency) {
+            // Another request with the same key is writing its record right now.
+            return Err(StoreError::IdempotencyInFlight);
+        }
         let conflict = cancel
             .cancellation_reasons()
             .iter()
             .any(|r| r.code() == Some("TransactionConflict"));
-        if conflict && idempotency.is_some() {
-            return Err(StoreError::IdempotencyInFlight);
-        }
         if let Some(old) = failed(parts.delete_session) {
             return Ok(Transacted::Refused(old.item.clone()));
         }
@@ -682,6 +684,9 @@ impl DynamoStore {
 
     /// Revokes the session `handle` if it is a live session of `subject`: one
     /// conditional DeleteItem, so a handle never reaches another owner's session.
+    /// A handle whose session is gone already is revoked already (so an SDK retry
+    /// of a delete that committed succeeds too); another owner's or an expired
+    /// session is not found.
     pub async fn revoke_one(&self, subject: &Subject, handle: &Handle, now: Timestamp) -> Result<(), StoreError> {
         let mut e = Expr::default();
         let condition = format!(
@@ -699,19 +704,16 @@ impl DynamoStore {
             .condition_expression(condition)
             .set_expression_attribute_names(Some(e.names))
             .set_expression_attribute_values(Some(e.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(StoreError::NotFound)
-            }
-            Err(err) => Err(err.into()),
+            Err(err) => match err.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(c)) if c.item.is_none() => Ok(()),
+                Some(DeleteItemError::ConditionalCheckFailedException(_)) => Err(StoreError::NotFound),
+                _ => Err(err.into()),
+            },
         }
     }
 
@@ -809,14 +811,16 @@ impl DynamoStore {
     /// returns how many of the revoked sessions were live.
     ///
     /// It takes the owner's revocation lock first (from then on no rotation of
-    /// the owner's sessions commits, but the spared family's), then reads the
-    /// owner's memberships strongly consistently (every session created or rotated
-    /// before the lock is there) and deletes each session. So once it returns, no
-    /// session of `subject` that existed when it began, nor any rotated from one,
-    /// is left, whatever any index shows. If it runs out of time it says so
-    /// ([`StoreError::Incomplete`], after `config.revoke_budget`); what it deleted
-    /// stays deleted, the lock holds until it expires, and calling it again
-    /// finishes the work.
+    /// the owner's sessions commits, but of a family every revoke under way
+    /// spares), then reads the owner's memberships strongly consistently (every
+    /// session created or rotated before the lock is there) and deletes each
+    /// session. So once it returns, no session of `subject` that existed when it
+    /// began, nor any rotated from one, is left, whatever any index shows.
+    /// Concurrent revokes share the lock, so none lifts it for another. If it runs
+    /// out of time it says so ([`StoreError::Incomplete`], after
+    /// `config.revoke_budget`); what it deleted stays deleted, its share of the
+    /// lock holds until the lock expires, and calling it again finishes the work
+    /// (and lifts the share).
     pub async fn revoke_subject(
         &self,
         subject: &Subject,
@@ -834,8 +838,9 @@ impl DynamoStore {
                 Err(e) => return Err(e),
             },
         };
-        let token = random_token()?;
-        self.lock_owner(subject, spared.as_deref(), &token, now).await?;
+        let lock = self
+            .lock_owner(subject, spared.as_deref(), &random_token()?, now)
+            .await?;
         let revoked = AtomicU64::new(0);
         let out_of_time = || StoreError::Incomplete {
             revoked: revoked.load(Ordering::Relaxed),
@@ -883,8 +888,12 @@ impl DynamoStore {
                 None => break,
             }
         }
+        if started.elapsed() >= Duration::from_secs(LOCK_SECONDS.into()) {
+            // The lock may have lapsed while this ran (a paused or starved instance).
+            return Err(out_of_time());
+        }
         let revoked = revoked.into_inner();
-        self.unlock_owner(subject, &token).await?;
+        self.unlock_owner(subject, &lock).await?;
         Ok(revoked)
     }
 }

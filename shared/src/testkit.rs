@@ -497,6 +497,8 @@ struct FaultRules {
     lose: Vec<(String, String, u32)>,
     /// Whether eventually consistent Queries see nothing.
     lag_queries: bool,
+    /// Whether transactions go out without their ClientRequestToken.
+    forget_client_tokens: bool,
     throttled: u32,
     lost: u32,
 }
@@ -532,6 +534,13 @@ impl Faults {
         self.0.lock().unwrap().lag_queries = true;
     }
 
+    /// Sends every TransactWriteItems without its `ClientRequestToken`, as if each
+    /// attempt came after DynamoDB's ten-minute idempotency window: a retry of a
+    /// transaction that committed is then judged by its conditions alone.
+    pub fn forget_client_tokens(&self) {
+        self.0.lock().unwrap().forget_client_tokens = true;
+    }
+
     /// Removes every rule.
     pub fn clear(&self) {
         let mut rules = self.0.lock().unwrap();
@@ -539,6 +548,7 @@ impl Faults {
         rules.stall.clear();
         rules.lose.clear();
         rules.lag_queries = false;
+        rules.forget_client_tokens = false;
     }
 
     /// Responses lost so far.
@@ -631,8 +641,26 @@ struct FaultyConnector {
     faults: Faults,
 }
 
+/// `request` without the `ClientRequestToken` of its JSON body.
+fn without_client_token(mut request: HttpRequest) -> HttpRequest {
+    let body = request.body().bytes().unwrap_or_default();
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(body) else {
+        return request;
+    };
+    if fields.remove("ClientRequestToken").is_none() {
+        return request;
+    }
+    let body = serde_json::Value::Object(fields).to_string();
+    request.headers_mut().insert("content-length", body.len().to_string());
+    *request.body_mut() = SdkBody::from(body);
+    request
+}
+
 impl HttpConnector for FaultyConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+    fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
+        if self.faults.0.lock().unwrap().forget_client_tokens {
+            request = without_client_token(request);
+        }
         match self.faults.verdict(&request) {
             Verdict::Pass => self.inner.call(request),
             Verdict::Stall => HttpConnectorFuture::new(std::future::pending()),

@@ -127,3 +127,64 @@ async fn idempotency_keys_replay_the_same_session_and_refuse_another_request() {
     let without_key = store.rotate(&first.id, true, None, None, now).await;
     assert!(matches!(without_key, Err(session_store::StoreError::NotFound)));
 }
+
+#[tokio::test]
+async fn a_transaction_retried_past_its_client_token_is_recognised_by_its_write_token() {
+    // DynamoDB answers a retry that carries the first attempt's ClientRequestToken
+    // from the first attempt (for ten minutes). Without it the retry is judged by
+    // its conditions, which the committed first attempt now fails: the store must
+    // tell its own write from a collision or a concurrent rotation.
+    let faults = Faults::default();
+    faults.forget_client_tokens();
+    let store = store(&faults).await;
+    let now = Timestamp::now();
+    let alice = Subject::parse("alice").unwrap();
+    let owned = NewSession {
+        subject: Some(alice.clone()),
+        ..Default::default()
+    };
+    faults.lose_response("TransactWriteItems", "", 1);
+    let created = store.create(owned, None, now).await.unwrap();
+    assert_eq!(faults.lost(), 1);
+    assert_eq!(store.get(&created.id, now).await.unwrap(), created.session);
+
+    faults.lose_response("TransactWriteItems", "", 1);
+    let rotated = store.rotate(&created.id, true, None, None, now).await.unwrap();
+    assert_eq!(faults.lost(), 2);
+    assert_eq!(store.get(&rotated.id, now).await.unwrap(), rotated.session);
+    assert_eq!(
+        count(&store, &store.config().table_name).await,
+        1,
+        "exactly the successor"
+    );
+    assert_eq!(
+        count(&store, &store.config().registry_table).await,
+        1,
+        "its one membership"
+    );
+
+    // A keyed create: on the retry its record's put fails its condition too; the
+    // write token says the record is this request's own.
+    let keyed = IdempotencyKey::new("6d1f0c8a-7b2e-4c55-9e0a-3f4b5c6d7e8f", "create", b"{}").unwrap();
+    faults.lose_response("TransactWriteItems", "", 1);
+    let first = store.create(NewSession::default(), Some(&keyed), now).await.unwrap();
+    assert_eq!(faults.lost(), 3);
+    assert_eq!(count(&store, &store.config().table_name).await, 2);
+    let again = store.create(NewSession::default(), Some(&keyed), now).await.unwrap();
+    assert_eq!(again.id, first.id, "the record answers a client's retry");
+}
+
+#[tokio::test]
+async fn an_expired_idempotency_record_answers_no_longer() {
+    let store = store(&Faults::default()).await;
+    let now = Timestamp::now();
+    let key = IdempotencyKey::new("3c9e1f5a-0d7b-4e2c-8a6f-1b2c3d4e5f60", "create", b"{}").unwrap();
+    let first = store.create(NewSession::default(), Some(&key), now).await.unwrap();
+    let later = Timestamp(now.0 + i64::from(session_store::registry::IDEMPOTENCY_SECONDS) + 1);
+    // DynamoDB's TTL may not have removed the record yet; the store ignores it.
+    let second = store.create(NewSession::default(), Some(&key), later).await.unwrap();
+    assert_ne!(second.id, first.id, "a new session, not a replay of the expired record");
+    assert_eq!(store.get(&second.id, later).await.unwrap(), second.session);
+    let again = store.create(NewSession::default(), Some(&key), later).await.unwrap();
+    assert_eq!(again.id, second.id, "and the new record answers from now on");
+}

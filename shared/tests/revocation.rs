@@ -175,6 +175,96 @@ async fn except_keeps_the_current_session_and_its_rotations_alive() {
 }
 
 #[tokio::test]
+async fn a_concurrent_revoke_that_spares_a_session_cannot_spare_it_from_one_that_spares_none() {
+    let store = store(&Faults::default()).await;
+    let mut config = store.config().clone();
+    config.revoke_budget = std::time::Duration::ZERO;
+    let hurried = DynamoStore::new(store.client().clone(), config);
+    let alice = Subject::parse("alice").unwrap();
+    let now = Timestamp::now();
+    let current = store.create(owned(&alice), None, now).await.unwrap().id;
+    let other = store.create(owned(&alice), None, now).await.unwrap().id;
+    // "Log out everywhere" (sparing nothing) is under way: it holds the lock, unfinished.
+    assert!(matches!(
+        hurried.revoke_subject(&alice, None, now).await,
+        Err(StoreError::Incomplete { revoked: 0 })
+    ));
+    // Meanwhile "log out my other sessions" from `current` runs to its end.
+    assert_eq!(store.revoke_subject(&alice, Some(&current), now).await.unwrap(), 1);
+    assert!(matches!(store.get(&other, now).await, Err(StoreError::NotFound)));
+    assert!(
+        matches!(
+            store.rotate(&current, true, None, None, now).await,
+            Err(StoreError::NotFound)
+        ),
+        "the revoke sparing nothing still bars the spared session's rotations"
+    );
+    // The revoke sparing nothing, repeated, finishes: it reaches `current`, and
+    // having done every holder's work it lifts the whole lock.
+    assert_eq!(store.revoke_subject(&alice, None, now).await.unwrap(), 1);
+    assert!(matches!(store.get(&current, now).await, Err(StoreError::NotFound)));
+    let fresh = store.create(owned(&alice), None, now).await.unwrap();
+    store.rotate(&fresh.id, true, None, None, now).await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_revokes_sparing_one_session_and_none_raced_by_rotations_leave_nothing_alive() {
+    let faults = Faults::default();
+    faults.lag_queries();
+    let store = store(&faults).await;
+    for round in 0..8 {
+        let alice = Subject::parse(&format!("alice-{round}")).unwrap();
+        let now = Timestamp::now();
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(store.create(owned(&alice), None, now).await.unwrap().id);
+        }
+        // The first session's chain: the current session of "log out my other sessions".
+        let current = Arc::new(Mutex::new(vec![ids[0].clone()]));
+        let issued = Arc::new(Mutex::new(ids[1..].to_vec()));
+        let chains = futures::future::join_all(ids.iter().enumerate().map(|(i, id)| {
+            let log = if i == 0 { current.clone() } else { issued.clone() };
+            rotation_chain(&store, id.clone(), log)
+        }));
+        let everywhere = async {
+            tokio::time::sleep(std::time::Duration::from_millis(10 * (round % 3))).await;
+            store.revoke_subject(&alice, None, Timestamp::now()).await.unwrap()
+        };
+        let others = async {
+            tokio::time::sleep(std::time::Duration::from_millis(10 * ((round + 1) % 3))).await;
+            let spared = current.lock().unwrap().last().cloned().unwrap();
+            store.revoke_subject(&alice, Some(&spared), Timestamp::now()).await
+        };
+        let race = futures::future::join3(chains, everywhere, others);
+        // A chain the revokes missed would rotate on for ever.
+        let (ends, _, others) = tokio::time::timeout(std::time::Duration::from_secs(60), race)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: a rotation chain outlived both revokes"));
+        assert!(
+            matches!(others, Ok(_) | Err(StoreError::Contention { .. })),
+            "round {round}: {others:?}"
+        );
+        for end in ends {
+            assert!(
+                matches!(end, StoreError::NotFound | StoreError::Contention { .. }),
+                "round {round}: a chain ended with {end:?}"
+            );
+        }
+        let all: Vec<SessionId> = [current, issued]
+            .iter()
+            .flat_map(|log| log.lock().unwrap().clone())
+            .collect();
+        for id in &all {
+            assert!(
+                matches!(store.get(id, Timestamp::now()).await, Err(StoreError::NotFound)),
+                "round {round}: a session survived"
+            );
+        }
+        assert_eq!(left_in_table(&store, &alice).await, 0, "round {round}");
+    }
+}
+
+#[tokio::test]
 async fn login_rotation_moves_the_session_to_its_new_owner() {
     let store = store(&Faults::default()).await;
     let (alice, bob) = (Subject::parse("alice").unwrap(), Subject::parse("bob").unwrap());
@@ -228,10 +318,17 @@ async fn revoking_by_handle_reaches_only_that_owners_session() {
     assert!(matches!(store.get(&first.id, now).await, Err(StoreError::NotFound)));
     assert!(store.get(&second.id, now).await.is_ok());
     assert!(store.get(&theirs.id, now).await.is_ok());
-    assert!(matches!(
-        store.revoke_one(&alice, &first.session.handle, now).await,
-        Err(StoreError::NotFound)
-    ));
+    // Again (a retry after a lost response, say): revoked already.
+    store.revoke_one(&alice, &first.session.handle, now).await.unwrap();
+    assert!(
+        matches!(
+            store
+                .revoke_one(&alice, &second.session.handle, Timestamp(now.0 + 10 * 86_400))
+                .await,
+            Err(StoreError::NotFound)
+        ),
+        "an expired session is not revoked"
+    );
     let listed = store.list_by_subject(&alice, 10, None, now).await.unwrap();
     assert_eq!(listed.sessions.len(), 1, "the revoked one is not listed");
 }

@@ -147,7 +147,11 @@ async fn no_table_and_no_stream_record_holds_a_session_id() {
     );
     let (status, listed) = call(&app, "list-subject-sessions", "", None, &[]).await;
     assert_eq!((status, listed["sessions"].as_array().map(Vec::len)), (200, Some(1)));
-    assert!(!login.is_empty());
+    assert_eq!(
+        call(&app, "get-session", &login, None, &[]).await.0,
+        404,
+        "the logged-in session went with its owner's others"
+    );
 
     let stream = DynamoDbLocal::new(&endpoint).read_all(&config.table_name).unwrap();
     let batch: aws_lambda_events::event::dynamodb::Event =
