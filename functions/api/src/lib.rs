@@ -7,6 +7,7 @@ pub mod routes;
 use std::sync::Arc;
 
 use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -149,7 +150,10 @@ fn keep_data_by_default() -> bool {
 async fn create(app: &App, request: &Request) -> Reply {
     let body: CreateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
     let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
-    let idempotency = idempotency_key(request, "POST /sessions")?;
+    // A key names a record only for the principal that sent it: another caller
+    // reusing (or guessing) it gets a session of its own, never this one's id.
+    let scope = format!("POST /sessions\0{}", caller(request));
+    let idempotency = idempotency_key(request, &scope)?;
     let new = NewSession {
         subject,
         data: body.data,
@@ -222,7 +226,9 @@ async fn touch(app: &App, id: &SessionId) -> Reply {
 async fn rotate(app: &App, id: &SessionId, request: &Request) -> Reply {
     let body: RotateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
     let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
-    let scope = format!("POST /sessions/{}/rotate", id.handle().as_str());
+    // Scoped by the old id itself (only the digest of scope and key is stored):
+    // a record answers only a caller that holds the session it rotated.
+    let scope = format!("POST /sessions/{}/rotate", id.as_str());
     let idempotency = idempotency_key(request, &scope)?;
     let issued = app
         .store
@@ -231,6 +237,22 @@ async fn rotate(app: &App, id: &SessionId, request: &Request) -> Reply {
         .map_err(store_error)?;
     info!(session = %id.fingerprint(), new_session = %issued.session.handle.fingerprint(), "rotated");
     issued_response(&issued)
+}
+
+/// Who signed `request`: the unique id of its IAM principal (a role's, whatever
+/// its session name, so a caller's retries agree), or `""` where API Gateway's
+/// IAM authorization did not run (a local run).
+fn caller(request: &Request) -> &str {
+    let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
+        return "";
+    };
+    context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.caller_id.as_deref())
+        .and_then(|id| id.split(':').next())
+        .unwrap_or_default()
 }
 
 /// The request's `Idempotency-Key` for the operation `scope`, if it sent one. The

@@ -580,6 +580,17 @@ async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests
     let listed = call(&app, &event("list-subject-sessions")).await;
     assert_eq!(listed.json["sessions"].as_array().unwrap().len(), 1, "nothing new");
 
+    // The same key and body from another IAM principal: its own session, never this id.
+    let mut elsewhere = create_event.clone();
+    elsewhere["requestContext"]["authorizer"]["iam"]["callerId"] = json!("AROAOTHERROLE:worker");
+    let theirs = call(&app, &elsewhere).await;
+    assert_eq!(theirs.status, 201, "{}", theirs.json);
+    assert_ne!(theirs.json["id"], first.json["id"], "a key is scoped to its caller");
+    // The same role under another session name is the same caller.
+    let mut renamed = create_event.clone();
+    renamed["requestContext"]["authorizer"]["iam"]["callerId"] = json!("AROAEXAMPLEROLE:web-backend-2");
+    assert_eq!(call(&app, &renamed).await.json["id"], first.json["id"]);
+
     let other = with_body(create_event.clone(), r#"{"subject": "user-42"}"#, None);
     let reused = call(&app, &other).await;
     assert_eq!(reused.status, 422, "{}", reused.json);
@@ -600,7 +611,11 @@ async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests
     assert_eq!(retried.status, 201, "a retried rotation is not a 404: {}", retried.json);
     assert_eq!(retried.json["id"], rotated.json["id"]);
     let listed = call(&app, &event("list-subject-sessions")).await;
-    assert_eq!(listed.json["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        listed.json["sessions"].as_array().unwrap().len(),
+        2,
+        "theirs and the rotated one"
+    );
 
     for bad in [
         "short",
