@@ -402,6 +402,7 @@ impl DynamoStore {
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
+
     /// Deletes a membership (its session is gone).
     pub(crate) async fn forget_membership(&self, subject: &Subject, sk: &str) -> Result<(), StoreError> {
         self.client()

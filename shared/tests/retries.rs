@@ -12,6 +12,14 @@ async fn store(faults: &Faults) -> DynamoStore {
     DynamoStore::new(testkit::faulty_client(faults), plain.config().clone())
 }
 
+/// A new session owned by `subject` (written in a transaction, with its membership).
+fn owned_by(subject: &Subject) -> NewSession {
+    NewSession {
+        subject: Some(subject.clone()),
+        ..Default::default()
+    }
+}
+
 /// Items in `table` (test only: a Scan).
 async fn count(store: &DynamoStore, table: &str) -> usize {
     let out = store
@@ -39,10 +47,7 @@ async fn a_create_whose_response_was_lost_makes_one_session() {
     // An owned one is a transaction: the same, with its one membership.
     faults.lose_response("TransactWriteItems", "", 1);
     let alice = Subject::parse("alice").unwrap();
-    let owned = NewSession {
-        subject: Some(alice.clone()),
-        ..Default::default()
-    };
+    let owned = owned_by(&alice);
     let created = store.create(owned, None, now).await.unwrap();
     assert_eq!(faults.lost(), 2);
     assert_eq!(store.get(&created.id, now).await.unwrap(), created.session);
@@ -76,10 +81,7 @@ async fn a_rotation_whose_response_was_lost_leaves_exactly_its_successor() {
     let store = store(&faults).await;
     let now = Timestamp::now();
     let alice = Subject::parse("alice").unwrap();
-    let owned = NewSession {
-        subject: Some(alice.clone()),
-        ..Default::default()
-    };
+    let owned = owned_by(&alice);
     let old = store.create(owned, None, now).await.unwrap();
     faults.lose_response("TransactWriteItems", "", 1);
     let new = store.rotate(&old.id, true, None, None, now).await.unwrap();
@@ -139,10 +141,7 @@ async fn a_transaction_retried_past_its_client_token_is_recognised_by_its_write_
     let store = store(&faults).await;
     let now = Timestamp::now();
     let alice = Subject::parse("alice").unwrap();
-    let owned = NewSession {
-        subject: Some(alice.clone()),
-        ..Default::default()
-    };
+    let owned = owned_by(&alice);
     faults.lose_response("TransactWriteItems", "", 1);
     let created = store.create(owned, None, now).await.unwrap();
     assert_eq!(faults.lost(), 1);

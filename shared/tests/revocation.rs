@@ -21,6 +21,15 @@ fn owned(subject: &Subject) -> NewSession {
     }
 }
 
+/// `count` new sessions of `subject`, one after another.
+async fn create_owned(store: &DynamoStore, subject: &Subject, count: usize, now: Timestamp) -> Vec<SessionId> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        ids.push(store.create(owned(subject), None, now).await.unwrap().id);
+    }
+    ids
+}
+
 /// Rotates `id` again and again until a rotation fails; records every id issued.
 async fn rotation_chain(store: &DynamoStore, mut id: SessionId, issued: Arc<Mutex<Vec<SessionId>>>) -> StoreError {
     loop {
@@ -81,10 +90,7 @@ async fn revoke_all_raced_by_rotation_chains_leaves_nothing_alive() {
     for round in 0..12 {
         let alice = Subject::parse(&format!("alice-{round}")).unwrap();
         let now = Timestamp::now();
-        let mut ids = Vec::new();
-        for _ in 0..6 {
-            ids.push(store.create(owned(&alice), None, now).await.unwrap().id);
-        }
+        let ids = create_owned(&store, &alice, 6, now).await;
         let issued = Arc::new(Mutex::new(ids.clone()));
         let chains = futures::future::join_all(ids.iter().map(|id| rotation_chain(&store, id.clone(), issued.clone())));
         // Created a moment before the revoke, so no lagging index could show it.
@@ -215,10 +221,7 @@ async fn concurrent_revokes_sparing_one_session_and_none_raced_by_rotations_leav
     for round in 0..8 {
         let alice = Subject::parse(&format!("alice-{round}")).unwrap();
         let now = Timestamp::now();
-        let mut ids = Vec::new();
-        for _ in 0..5 {
-            ids.push(store.create(owned(&alice), None, now).await.unwrap().id);
-        }
+        let ids = create_owned(&store, &alice, 5, now).await;
         // The first session's chain: the current session of "log out my other sessions".
         let current = Arc::new(Mutex::new(vec![ids[0].clone()]));
         let issued = Arc::new(Mutex::new(ids[1..].to_vec()));
@@ -341,10 +344,7 @@ async fn a_revoke_out_of_time_says_so_bars_rotations_and_a_repeat_finishes_it() 
     let hurried = DynamoStore::new(store.client().clone(), config);
     let alice = Subject::parse("alice").unwrap();
     let now = Timestamp::now();
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(store.create(owned(&alice), None, now).await.unwrap().id);
-    }
+    let ids = create_owned(&store, &alice, 3, now).await;
     assert!(matches!(
         hurried.revoke_subject(&alice, None, now).await,
         Err(StoreError::Incomplete { revoked: 0 })
