@@ -1,7 +1,7 @@
 //! Typed errors. SDK errors are kept whole, so callers can match on them.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::{
     batch_get_item::BatchGetItemError, delete_item::DeleteItemError, get_item::GetItemError, put_item::PutItemError,
     query::QueryError, transact_write_items::TransactWriteItemsError, update_item::UpdateItemError,
@@ -138,6 +138,39 @@ impl From<serde_dynamo::Error> for StoreError {
     }
 }
 
+/// DynamoDB error codes that say "not now": throttling, capacity, a transaction
+/// still in progress with the same token, DynamoDB's own failures. Any other code
+/// (AccessDenied, ResourceNotFound, validation, one this list does not know) is
+/// permanent: sending the request again cannot help.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionInProgressException",
+    "InternalServerError",
+    "ServiceUnavailable",
+];
+
+/// A cancelled transaction's reasons that say "not now".
+const TRANSIENT_REASONS: &[&str] = &[
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "TransactionConflict",
+];
+
+/// Whether an SDK error may pass if the request is sent again later: a transient
+/// code or a 5xx answer, or no answer at all (timeout, connection failure, a
+/// response cut short). A request the SDK could not build is permanent.
+fn sdk_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error {
+        SdkError::ServiceError(e) => {
+            e.raw().status().is_server_error() || e.err().code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        _ => false,
+    }
+}
+
 impl StoreError {
     /// The DynamoDB error code and message, for SDK errors that carry one.
     fn service_error(&self) -> Option<(&str, &str)> {
@@ -154,24 +187,41 @@ impl StoreError {
         Some((meta.code().unwrap_or_default(), meta.message().unwrap_or_default()))
     }
 
+    /// DynamoDB's error code, if DynamoDB answered with one (for logs and alarms).
+    pub fn code(&self) -> Option<&str> {
+        self.service_error().map(|(code, _)| code)
+    }
+
     /// DynamoDB refused the item as over its 400 KB limit.
     pub fn is_item_too_large(&self) -> bool {
         matches!(self.service_error(), Some(("ValidationException", m)) if m.contains("size"))
     }
 
-    /// DynamoDB could not be reached or refused for now (throttling, timeouts,
-    /// outages): the client should retry later.
-    pub fn is_unavailable(&self) -> bool {
-        let sdk = matches!(
-            self,
-            Self::GetItem(_)
-                | Self::PutItem(_)
-                | Self::UpdateItem(_)
-                | Self::DeleteItem(_)
-                | Self::TransactWriteItems(_)
-                | Self::Query(_)
-                | Self::BatchGetItem(_)
-        );
-        (sdk && !self.is_item_too_large()) || matches!(self, Self::Busy { .. } | Self::Incomplete { .. })
+    /// Whether the same request may succeed later (throttling, DynamoDB's own
+    /// failures, timeouts, unreachable, a batch or revoke left unfinished): the
+    /// API answers 503 with `Retry-After`, the sweeper backs off. Everything else
+    /// is permanent: a 500 in the API and a failed invocation in the sweeper and
+    /// the audit function, so their alarms fire.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::GetItem(e) => sdk_transient(e),
+            Self::PutItem(e) => sdk_transient(e),
+            Self::UpdateItem(e) => sdk_transient(e),
+            Self::DeleteItem(e) => sdk_transient(e),
+            Self::Query(e) => sdk_transient(e),
+            Self::BatchGetItem(e) => sdk_transient(e),
+            Self::TransactWriteItems(e) => {
+                sdk_transient(e)
+                    || matches!(
+                        e.as_service_error(),
+                        Some(TransactWriteItemsError::TransactionCanceledException(c))
+                            if c.cancellation_reasons()
+                                .iter()
+                                .any(|r| r.code().is_some_and(|code| TRANSIENT_REASONS.contains(&code)))
+                    )
+            }
+            Self::Busy { .. } | Self::Incomplete { .. } => true,
+            _ => false,
+        }
     }
 }

@@ -276,7 +276,7 @@ impl DynamoStore {
                 };
             }
             let err = StoreError::from(err);
-            if !err.is_unavailable() {
+            if !err.is_transient() {
                 return Err(err);
             }
             match BACKOFF.get(attempt) {

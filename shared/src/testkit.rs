@@ -489,8 +489,9 @@ pub struct Faults(Arc<std::sync::Mutex<FaultRules>>);
 
 #[derive(Debug, Default)]
 struct FaultRules {
-    /// (operation, text the request body must contain, answers left to throttle).
-    throttle: Vec<(String, String, u32)>,
+    /// (operation, text the request body must contain, answers left to give,
+    /// the answer's HTTP status and JSON body).
+    answer: Vec<(String, String, u32, u16, String)>,
     /// (operation, text the request body must contain): never answered.
     stall: Vec<(String, String)>,
     /// (operation, text the request body must contain, responses left to lose).
@@ -507,8 +508,36 @@ impl Faults {
     /// Throttles the next `times` requests of `operation` (`"DeleteItem"`, ...)
     /// whose body contains `marker` (`""` for any); `u32::MAX` for all of them.
     pub fn throttle(&self, operation: &str, marker: &str, times: u32) {
+        self.fail(operation, marker, times, 400, "ThrottlingException");
+    }
+
+    /// Answers the next `times` requests of `operation` whose body contains
+    /// `marker` (`u32::MAX`: all of them) with DynamoDB's error `code` and HTTP
+    /// `status`, as DynamoDB would (`"AccessDeniedException"`, 400;
+    /// `"InternalServerError"`, 500; ...).
+    pub fn fail(&self, operation: &str, marker: &str, times: u32, status: u16, code: &str) {
+        let body = format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"{code} (injected)"}}"#);
+        self.answer(operation, marker, times, status, body);
+    }
+
+    /// Answers the next `times` TransactWriteItems whose body contains `marker`
+    /// with a TransactionCanceledException giving `reasons`, one per part (`"None"`
+    /// for a part that did not fail), as DynamoDB would.
+    pub fn cancel_transactions(&self, marker: &str, times: u32, reasons: &[&str]) {
+        let reasons: Vec<_> = reasons.iter().map(|code| serde_json::json!({ "Code": code })).collect();
+        let body = serde_json::json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "Message": "Transaction cancelled (injected)",
+            "CancellationReasons": reasons,
+        });
+        self.answer("TransactWriteItems", marker, times, 400, body.to_string());
+    }
+
+    fn answer(&self, operation: &str, marker: &str, times: u32, status: u16, body: String) {
         let mut rules = self.0.lock().unwrap();
-        rules.throttle.push((operation.to_owned(), marker.to_owned(), times));
+        rules
+            .answer
+            .push((operation.to_owned(), marker.to_owned(), times, status, body));
     }
 
     /// Holds every request of `operation` whose body contains `marker`, unanswered.
@@ -544,7 +573,7 @@ impl Faults {
     /// Removes every rule.
     pub fn clear(&self) {
         let mut rules = self.0.lock().unwrap();
-        rules.throttle.clear();
+        rules.answer.clear();
         rules.stall.clear();
         rules.lose.clear();
         rules.lag_queries = false;
@@ -589,30 +618,34 @@ impl Faults {
             return Verdict::Stall;
         }
         let Some(rule) = rules
-            .throttle
+            .answer
             .iter_mut()
-            .find(|(op, marker, left)| op == operation && body.contains(marker.as_str()) && *left > 0)
+            .find(|(op, marker, left, ..)| op == operation && body.contains(marker.as_str()) && *left > 0)
         else {
             return Verdict::Pass;
         };
         rule.2 = rule.2.saturating_sub(u32::from(rule.2 != u32::MAX));
-        rules.throttled += 1;
-        Verdict::Throttle
+        let answer = Verdict::Answer(rule.3, rule.4.clone());
+        if rule.4.contains("#ThrottlingException") {
+            rules.throttled += 1;
+        }
+        answer
     }
 }
 
 /// What [`Faults`] does with a request.
 enum Verdict {
     Pass,
-    Throttle,
+    /// An error answer: HTTP status and JSON body.
+    Answer(u16, String),
     Stall,
     Lose,
     Lag,
 }
 
 /// An HTTP response with a DynamoDB JSON body.
-fn dynamodb_response(status: u16, body: &'static str) -> HttpResponse {
-    let mut response = HttpResponse::new(status.try_into().expect("a valid status"), SdkBody::from(body));
+fn dynamodb_response(status: u16, body: impl Into<SdkBody>) -> HttpResponse {
+    let mut response = HttpResponse::new(status.try_into().expect("a valid status"), body.into());
     response
         .headers_mut()
         .insert("content-type", "application/x-amz-json-1.0");
@@ -664,10 +697,7 @@ impl HttpConnector for FaultyConnector {
         match self.faults.verdict(&request) {
             Verdict::Pass => self.inner.call(request),
             Verdict::Stall => HttpConnectorFuture::new(std::future::pending()),
-            Verdict::Throttle => HttpConnectorFuture::ready(Ok(dynamodb_response(
-                400,
-                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
-            ))),
+            Verdict::Answer(status, body) => HttpConnectorFuture::ready(Ok(dynamodb_response(status, body))),
             Verdict::Lag => {
                 HttpConnectorFuture::ready(Ok(dynamodb_response(200, r#"{"Count":0,"Items":[],"ScannedCount":0}"#)))
             }

@@ -15,7 +15,7 @@ use session_store::{
     Clock, DataPatch, DynamoStore, Handle, IdempotencyKey, Issued, NewSession, Session, SessionData, SessionId,
     StoreError, Subject, SystemClock,
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::problem::Problem;
 use crate::routes::Target;
@@ -100,10 +100,16 @@ fn subject_of(subject: Option<Subject>) -> Result<Subject, Problem> {
 }
 
 /// Store errors become problems here; faults are logged with their cause.
+/// The problem for a store error, logged with DynamoDB's error code: a permanent
+/// failure (500) at ERROR, so the errors alarm fires; an unavailable store (503) at WARN.
 fn store_error(err: StoreError) -> Problem {
     let problem = Problem::from(&err);
-    if problem.status >= 500 {
-        error!(error = ?err, source = ?std::error::Error::source(&err), "store request failed");
+    let code = err.code().unwrap_or("-");
+    let source = std::error::Error::source(&err);
+    if problem.status == StatusCode::INTERNAL_SERVER_ERROR.as_u16() {
+        error!(code, error = ?err, source = ?source, "store request failed permanently");
+    } else if problem.status >= 500 {
+        warn!(code, error = ?err, source = ?source, "store unavailable; answered 503");
     }
     problem
 }

@@ -191,7 +191,7 @@ impl From<&StoreError> for Problem {
                 p
             }
             e if e.is_item_too_large() => Self::too_large("the session is larger than DynamoDB's 400 KB item limit"),
-            e if e.is_unavailable() => Self::unavailable(1),
+            e if e.is_transient() => Self::unavailable(1),
             _ => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

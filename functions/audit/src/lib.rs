@@ -33,15 +33,24 @@ pub enum Outcome {
 /// Audits a batch; the response names the first record that failed, if any.
 pub async fn handle(auditor: &Auditor, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, Error> {
     let records = &event.payload.records;
-    let outcomes: Vec<Result<Outcome, StoreError>> = futures::stream::iter(records)
+    let mut outcomes: Vec<Result<Outcome, StoreError>> = futures::stream::iter(records)
         .map(|r| audit(auditor, r))
         .buffered(CONCURRENCY)
         .collect()
         .await;
+    // Retrying cannot help (a missing table, a denied write): fail the invocation,
+    // so the errors alarm fires; Lambda retries the batch as for any failure.
+    if let Some(first) = outcomes.iter().position(|o| matches!(o, Err(e) if !e.is_transient()))
+        && let Err(err) = outcomes.swap_remove(first)
+    {
+        let event_id = &records[first].event_id;
+        error!(%event_id, code = err.code().unwrap_or("-"), error = ?err, "audit write failed permanently");
+        return Err(err.into());
+    }
     let mut response = DynamoDbEventResponse::default();
     let count = |o: Outcome| outcomes.iter().filter(|r| matches!(r, Ok(x) if *x == o)).count();
     if let Some((record, Err(err))) = records.iter().zip(&outcomes).find(|(_, o)| o.is_err()) {
-        error!(event_id = %record.event_id, error = ?err, "audit write failed; the batch is retried from this record");
+        warn!(event_id = %record.event_id, code = err.code().unwrap_or("-"), error = ?err, "audit write failed; the batch is retried from this record");
         let mut failure = DynamoDbBatchItemFailure::default();
         failure.item_identifier = record
             .change

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use audit::Auditor;
 use common::*;
+use lambda_runtime::{Context, LambdaEvent};
 use session_store::audit::AuditLog;
 use session_store::testkit::{self, Faults};
 
@@ -70,4 +71,31 @@ async fn an_invocation_killed_mid_batch_is_finished_by_the_redelivered_batch() {
         assert!(run(&faulty, &batch).await.batch_item_failures.is_empty());
         assert_eq!(recorded(&client, &plain).await, event_ids(0..8));
     }
+}
+
+#[tokio::test]
+async fn a_permanent_failure_fails_the_invocation_so_the_errors_alarm_fires() {
+    let faults = Faults::default();
+    let (plain, faulty, client) = auditors(&faults).await;
+    let batch = numbered_batch(4);
+    // A denied write: retrying from the record cannot help; reporting it as a
+    // partial failure would let the function look healthy while nothing is audited.
+    faults.fail("PutItem", "event-1", u32::MAX, 400, "AccessDeniedException");
+    let invocation = || audit::handle(&faulty, LambdaEvent::new(batch.clone(), Context::default()));
+    let err = invocation().await.expect_err("a denied write fails the invocation");
+    assert!(err.to_string().contains("PutItem"), "{err}");
+    // Lambda retries the whole batch; once the permission is fixed, each deletion is recorded once.
+    faults.clear();
+    assert!(invocation().await.unwrap().batch_item_failures.is_empty());
+    assert_eq!(recorded(&client, &plain).await, event_ids(0..4));
+
+    // The audit table missing (a wrong AUDIT_TABLE): the same.
+    let nowhere = Auditor {
+        log: AuditLog::new(client.clone(), &format!("{}-missing", plain.log.table()), 90),
+    };
+    assert!(
+        audit::handle(&nowhere, LambdaEvent::new(batch.clone(), Context::default()))
+            .await
+            .is_err()
+    );
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use session_store::NewSession;
-use session_store::testkit::{self, ManualClock, repo_root};
+use session_store::testkit::{self, Faults, ManualClock, repo_root};
+use session_store::{DynamoStore, NewSession};
 use sweeper::{Sweeper, handle};
 
 fn event(name: &str) -> Value {
@@ -80,4 +80,42 @@ async fn a_malformed_payload_fails_the_invocation() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_fails_the_invocation_and_throttling_does_not() {
+    let (plain, _) = testkit::store(|_| {}).await;
+    let clock = Arc::new(ManualClock::new());
+    let t0 = session_store::Clock::now(clock.as_ref());
+    let short = NewSession {
+        idle_timeout_seconds: Some(60),
+        ..Default::default()
+    };
+    plain.create(short, None, t0).await.unwrap();
+    clock.advance(61);
+    let faults = Faults::default();
+    let sweeper = Sweeper {
+        store: DynamoStore::new(testkit::faulty_client(&faults), plain.config().clone()),
+        clock: clock.clone(),
+    };
+    // Throttling outlasting the backoff: the run stops early and says so; the next one finishes.
+    faults.throttle("DeleteItem", "", u32::MAX);
+    let throttled = handle(&sweeper, invocation(event("sweeper-scheduled"))).await.unwrap();
+    assert_eq!((throttled.deleted, throttled.complete), (0, false), "{throttled:?}");
+    // A denied delete: the invocation fails, so the sweeper's errors alarm fires.
+    faults.clear();
+    faults.fail("DeleteItem", "", u32::MAX, 400, "AccessDeniedException");
+    assert!(handle(&sweeper, invocation(event("sweeper-scheduled"))).await.is_err());
+    faults.clear();
+    let swept = handle(&sweeper, invocation(event("sweeper-scheduled"))).await.unwrap();
+    assert_eq!((swept.deleted, swept.complete), (1, true), "{swept:?}");
+
+    // A wrong SESSIONS_TABLE: the same.
+    let mut config = plain.config().clone();
+    config.table_name = format!("{}-missing", config.table_name);
+    let nowhere = Sweeper {
+        store: DynamoStore::new(plain.client().clone(), config),
+        clock,
+    };
+    assert!(handle(&nowhere, invocation(event("sweeper-scheduled"))).await.is_err());
 }

@@ -1,0 +1,132 @@
+//! Each class of DynamoDB failure gets the answer its class calls for: transient
+//! ones (throttling, DynamoDB's own 5xx, no answer at all) a 503 with
+//! `Retry-After`, for the client to retry; permanent ones (a table that does not
+//! exist, a denied action, a request DynamoDB refuses) a 500 problem that says
+//! nothing of the internals, so a misconfiguration is never retried for ever.
+//! DynamoDB Local answers the missing table itself; the rest is injected below
+//! the SDK (`testkit::Faults`), where DynamoDB's own answers would arrive.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use session_store::testkit::{self, Faults, ManualClock};
+use session_store::{Config, DynamoStore};
+
+/// An app on fresh tables whose every DynamoDB request goes through `faults`.
+async fn app_with(faults: &Faults) -> api::App {
+    let (plain, _) = testkit::store(|_| {}).await;
+    api::App {
+        store: DynamoStore::new(testkit::faulty_client(faults), plain.config().clone()),
+        clock: Arc::new(ManualClock::new()),
+    }
+}
+
+/// Asserts `reply` is the permanent-failure problem: 500, no `Retry-After`, no internals.
+fn assert_permanent(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, 500, "{what}: {}", reply.json);
+    assert_eq!(reply.header("retry-after"), None, "{what}: retrying cannot help");
+    assert_eq!(reply.json["type"], "urn:session-service:problem:internal", "{what}");
+    let text = reply.body_text();
+    for internal in ["Exception", "injected", "dynamodb", "sessions", "arn:"] {
+        assert!(!text.contains(internal), "{what}: the body names {internal:?}: {text}");
+    }
+}
+
+/// Asserts `reply` is the transient-failure problem: 503 with `Retry-After`.
+fn assert_transient(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, 503, "{what}: {}", reply.json);
+    assert_eq!(reply.header("retry-after"), Some("1"), "{what}");
+    assert_eq!(reply.json["type"], "urn:session-service:problem:unavailable", "{what}");
+}
+
+#[tokio::test]
+async fn a_table_that_does_not_exist_is_a_500_not_a_retry() {
+    let (plain, _) = testkit::store(|_| {}).await;
+    let mut config: Config = plain.config().clone();
+    config.table_name = format!("{}-missing", config.table_name);
+    let app = api::App {
+        store: DynamoStore::new(plain.client().clone(), config),
+        clock: Arc::new(ManualClock::new()),
+    };
+    for name in ["get-session", "create-session", "touch-session", "delete-session"] {
+        assert_permanent(&call(&app, &event(name)).await, name);
+    }
+}
+
+#[tokio::test]
+async fn denied_or_refused_requests_are_500s_and_dynamodbs_own_failures_503s() {
+    let faults = Faults::default();
+    let app = app_with(&faults).await;
+    let id = create(&app, r#"{"data":{"n":1}}"#).await;
+    for (status, code, permanent) in [
+        (400, "AccessDeniedException", true),
+        (400, "ResourceNotFoundException", true),
+        (400, "ValidationException", true),
+        (400, "UnrecognizedClientException", true),
+        (400, "SomethingNewException", true),
+        (400, "ThrottlingException", false),
+        (400, "ProvisionedThroughputExceededException", false),
+        (400, "RequestLimitExceeded", false),
+        (500, "InternalServerError", false),
+        (503, "ServiceUnavailable", false),
+    ] {
+        faults.clear();
+        faults.fail("GetItem", "", u32::MAX, status, code);
+        let reply = call(&app, &event_for("get-session", &id)).await;
+        if permanent {
+            assert_permanent(&reply, code);
+        } else {
+            assert_transient(&reply, code);
+        }
+    }
+    faults.clear();
+    assert_eq!(call(&app, &event_for("get-session", &id)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_cancelled_transaction_is_transient_or_permanent_by_its_reasons() {
+    let faults = Faults::default();
+    let app = app_with(&faults).await;
+    // An owned create is one transaction: the session and its membership.
+    for (reasons, permanent) in [
+        (["ThrottlingError", "None"], false),
+        (["None", "TransactionConflict"], false),
+        (["ProvisionedThroughputExceeded", "None"], false),
+        (["ValidationError", "None"], true),
+        (["None", "ItemCollectionSizeLimitExceeded"], true),
+    ] {
+        faults.clear();
+        faults.cancel_transactions("", u32::MAX, &reasons);
+        let reply = call(&app, &event("create-session")).await;
+        let what = reasons.join(",");
+        if permanent {
+            assert_permanent(&reply, &what);
+        } else if reasons.contains(&"TransactionConflict") {
+            // Another transaction held the membership: the create is refused, to retry.
+            assert_eq!(
+                (reply.status, &reply.json["type"]),
+                (409, &serde_json::json!("urn:session-service:problem:conflict")),
+                "{what}"
+            );
+        } else {
+            assert_transient(&reply, &what);
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_answer_at_all_is_a_503() {
+    // Nothing listens on port 9 here: every attempt fails to connect.
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        testkit::local_config_at("http://127.0.0.1:9")
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard())
+            .build(),
+    );
+    let app = api::App {
+        store: DynamoStore::new(client, Config::for_table("sessions")),
+        clock: Arc::new(ManualClock::new()),
+    };
+    assert_transient(&call(&app, &event("get-session")).await, "connection refused");
+}
