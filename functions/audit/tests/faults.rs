@@ -91,7 +91,7 @@ async fn a_permanent_failure_fails_the_invocation_so_the_errors_alarm_fires() {
 
     // The audit table missing (a wrong AUDIT_TABLE): the same.
     let nowhere = Auditor {
-        log: AuditLog::new(client.clone(), &format!("{}-missing", plain.log.table()), 90),
+        log: AuditLog::new(client.clone(), format!("{}-missing", plain.log.table()), 90),
     };
     assert!(
         audit::handle(&nowhere, LambdaEvent::new(batch.clone(), Context::default()))
