@@ -34,25 +34,40 @@ pub struct SweepOptions {
     pub dry_run: bool,
     /// Examine at most this many index entries; the next run goes on.
     pub limit: Option<u64>,
-    /// Start no new work after this instant; the next run goes on.
+    /// Start no new request after this instant (checked before every page, every
+    /// candidate and every retry); the next run goes on.
     pub deadline: Option<Instant>,
     /// Index entries per Query page (DynamoDB's 1 MB page when `None`).
     pub page_size: Option<i32>,
     /// Deletes in flight at once.
     pub concurrency: usize,
+    /// The shard swept first; the others follow in order, wrapping around. A
+    /// different one each run, so a backlog larger than one run starves no shard.
+    pub first_shard: u32,
 }
 
+/// Index entries per Query page by default: a page's deletes take a moment, not
+/// the whole budget (a 1 MB page holds some 10,000 keys).
+pub const PAGE_SIZE: i32 = 200;
+
 impl SweepOptions {
-    /// A full sweep at `now` with default concurrency.
+    /// A full sweep at `now` with default concurrency and page size, from a
+    /// random first shard.
     pub fn at(now: Timestamp) -> Self {
         Self {
             now,
             dry_run: false,
             limit: None,
             deadline: None,
-            page_size: None,
+            page_size: Some(PAGE_SIZE),
             concurrency: 16,
+            // Any shard will do if the OS cannot say: the next run picks again.
+            first_shard: getrandom::u32().unwrap_or_default(),
         }
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 }
 
@@ -102,6 +117,8 @@ enum Outcome {
     Live,
     Gone,
     Throttled,
+    /// The deadline came first: not looked at; the next run will.
+    NotReached,
 }
 
 fn units(capacity: Option<&ConsumedCapacity>) -> f64 {
@@ -126,7 +143,9 @@ impl DynamoStore {
             ..Default::default()
         };
         let mut buckets = HashSet::new();
-        'shards: for shard in 0..self.config().expiry_shards {
+        let shards = self.config().expiry_shards;
+        let order = (0..shards).map(|i| (options.first_shard % shards + i) % shards);
+        'shards: for shard in order {
             let mut start = None;
             loop {
                 if let Some(reason) = self.stop_reason(options, &summary) {
@@ -153,7 +172,6 @@ impl DynamoStore {
                         summary.stopped_by = Some(StoppedBy::Limit);
                     }
                 }
-                summary.examined += candidates.len() as u64;
                 let outcomes: Vec<(Outcome, f64, f64)> = futures::stream::iter(candidates)
                     .map(|handle| self.remove_if_expired(handle, options))
                     .buffer_unordered(options.concurrency.max(1))
@@ -164,6 +182,7 @@ impl DynamoStore {
                 for (outcome, read, write) in outcomes {
                     summary.consumed_read_units += read;
                     summary.consumed_write_units += write;
+                    summary.examined += u64::from(!matches!(outcome, Outcome::NotReached));
                     match outcome {
                         Outcome::Deleted => summary.deleted += 1,
                         Outcome::Live => summary.skipped_live += 1,
@@ -171,6 +190,10 @@ impl DynamoStore {
                         Outcome::Throttled => {
                             summary.complete = false;
                             summary.stopped_by = Some(StoppedBy::Throttled);
+                        }
+                        Outcome::NotReached => {
+                            summary.complete = false;
+                            summary.stopped_by.get_or_insert(StoppedBy::TimeBudget);
                         }
                     }
                 }
@@ -203,7 +226,7 @@ impl DynamoStore {
     }
 
     fn stop_reason(&self, options: &SweepOptions, summary: &SweepSummary) -> Option<StoppedBy> {
-        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+        if options.past_deadline() {
             return Some(StoppedBy::TimeBudget);
         }
         if options.limit.is_some_and(|l| summary.examined >= l) {
@@ -242,6 +265,9 @@ impl DynamoStore {
         handle: String,
         options: &SweepOptions,
     ) -> Result<(Outcome, f64, f64), StoreError> {
+        if options.past_deadline() {
+            return Ok((Outcome::NotReached, 0.0, 0.0));
+        }
         if options.dry_run {
             return self.inspect(handle, options).await;
         }
@@ -269,6 +295,8 @@ impl DynamoStore {
             if let Some(DeleteItemError::ConditionalCheckFailedException(c)) = err.as_service_error() {
                 return match c.item.clone() {
                     None => Ok((Outcome::Gone, 0.0, 1.0)),
+                    // Re-filing only saves later sweeps a read: never past the deadline.
+                    Some(_) if options.past_deadline() => Ok((Outcome::Live, 0.0, 1.0)),
                     Some(old) => {
                         let written = self.refile(item::decode(old)?, options).await?;
                         Ok((Outcome::Live, 0.0, 1.0 + written))

@@ -500,6 +500,8 @@ struct FaultRules {
     lag_queries: bool,
     /// Whether transactions go out without their ClientRequestToken.
     forget_client_tokens: bool,
+    /// (operation, how long each of its requests waits before it is sent).
+    delay: Vec<(String, Duration)>,
     throttled: u32,
     lost: u32,
 }
@@ -570,9 +572,16 @@ impl Faults {
         self.0.lock().unwrap().forget_client_tokens = true;
     }
 
+    /// Holds every request of `operation` for `wait` before sending it on, as a
+    /// slow network or a busy partition would.
+    pub fn delay(&self, operation: &str, wait: Duration) {
+        self.0.lock().unwrap().delay.push((operation.to_owned(), wait));
+    }
+
     /// Removes every rule.
     pub fn clear(&self) {
         let mut rules = self.0.lock().unwrap();
+        rules.delay.clear();
         rules.answer.clear();
         rules.stall.clear();
         rules.lose.clear();
@@ -600,6 +609,9 @@ impl Faults {
         let mut rules = self.0.lock().unwrap();
         if rules.lag_queries && operation == "Query" && !body.contains(r#""ConsistentRead":true"#) {
             return Verdict::Lag;
+        }
+        if let Some((_, wait)) = rules.delay.iter().find(|(op, _)| op == operation) {
+            return Verdict::Delay(*wait);
         }
         if let Some(rule) = rules
             .lose
@@ -636,6 +648,8 @@ impl Faults {
 /// What [`Faults`] does with a request.
 enum Verdict {
     Pass,
+    /// Sent on after a wait.
+    Delay(Duration),
     /// An error answer: HTTP status and JSON body.
     Answer(u16, String),
     Stall,
@@ -696,6 +710,13 @@ impl HttpConnector for FaultyConnector {
         }
         match self.faults.verdict(&request) {
             Verdict::Pass => self.inner.call(request),
+            Verdict::Delay(wait) => {
+                let inner = self.inner.clone();
+                HttpConnectorFuture::new(async move {
+                    tokio::time::sleep(wait).await;
+                    inner.call(request).await
+                })
+            }
             Verdict::Stall => HttpConnectorFuture::new(std::future::pending()),
             Verdict::Answer(status, body) => HttpConnectorFuture::ready(Ok(dynamodb_response(status, body))),
             Verdict::Lag => {

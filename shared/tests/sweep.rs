@@ -153,6 +153,68 @@ async fn a_run_stopped_by_its_limit_or_time_budget_is_finished_by_the_next() {
     }
 }
 
+#[tokio::test]
+async fn the_deadline_holds_inside_a_page_and_the_next_run_finishes() {
+    let (store, t0) = setup(|c| c.expiry_shards = 1).await;
+    let expired = create(&store, 40, 60, t0).await;
+    let faults = testkit::Faults::default();
+    // Slow deletes: the one page of 40 candidates would take 2 s at 2 at a time.
+    faults.delay("DeleteItem", std::time::Duration::from_millis(100));
+    let options = SweepOptions {
+        concurrency: 2,
+        page_size: Some(100),
+        deadline: Some(Instant::now() + std::time::Duration::from_millis(250)),
+        ..SweepOptions::at(t0.plus(61))
+    };
+    let first = with_faults(&store, &faults).sweep(&options).await.unwrap();
+    assert!(first.deleted < 40, "no delete starts past the deadline: {first:?}");
+    assert_eq!((first.complete, first.stopped_by), (false, Some(StoppedBy::TimeBudget)));
+    assert_eq!(
+        first.examined, first.deleted,
+        "what the deadline cut off counts as not examined"
+    );
+    let rest = store.sweep(&SweepOptions::at(t0.plus(61))).await.unwrap();
+    assert_eq!((rest.deleted + first.deleted, rest.complete), (40, true), "{rest:?}");
+    for id in &expired {
+        assert!(!stored(&store, id).await);
+    }
+}
+
+#[tokio::test]
+async fn runs_start_at_varying_shards_so_a_backlog_starves_none() {
+    let shards = 4;
+    let (store, t0) = setup(|c| c.expiry_shards = shards).await;
+    let expired = create(&store, 60, 60, t0).await;
+    let shard_of = |id: &SessionId| id.handle().shard(shards);
+    // A run cut short (here by its limit) works from its first shard on.
+    let mut left = expired.clone();
+    for first_shard in [3, 1] {
+        let in_shard = left.iter().filter(|id| shard_of(id) == first_shard).count();
+        assert!(in_shard > 0, "60 sessions over 4 shards");
+        let cut = store
+            .sweep(&SweepOptions {
+                limit: Some(in_shard as u64),
+                first_shard,
+                ..SweepOptions::at(t0.plus(61))
+            })
+            .await
+            .unwrap();
+        assert_eq!(cut.deleted as usize, in_shard, "{cut:?}");
+        let mut still = Vec::new();
+        for id in left {
+            if stored(&store, &id).await {
+                still.push(id);
+            } else {
+                assert_eq!(shard_of(&id), first_shard, "only the first shard was swept");
+            }
+        }
+        left = still;
+    }
+    // Each run picks its first shard afresh (4 shards, 64 runs: all of them).
+    let firsts: std::collections::BTreeSet<u32> = (0..64).map(|_| SweepOptions::at(t0).first_shard % shards).collect();
+    assert_eq!(firsts.len(), shards as usize, "{firsts:?}");
+}
+
 /// A store on `store`'s table whose requests go through `faults`.
 fn with_faults(store: &DynamoStore, faults: &testkit::Faults) -> DynamoStore {
     DynamoStore::new(testkit::faulty_client(faults), store.config().clone())

@@ -10,9 +10,10 @@ use serde_json::Value;
 use session_store::sweep::{SweepOptions, SweepSummary};
 use session_store::{Clock, DynamoStore, SystemClock};
 
-/// Time kept back from the Lambda deadline to finish the deletes in flight and
-/// report: this much, or a quarter of the time left when that is less.
-pub const SAFETY_MARGIN: Duration = Duration::from_secs(3);
+/// Time kept back from the Lambda deadline: longer than one DynamoDB operation
+/// may take (`runtime::timeouts()`: 6 s), so the requests in flight when the
+/// sweep's own deadline passes end, and the summary is returned, before Lambda's.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(8);
 
 /// What the sweeper needs, built once per Lambda environment.
 pub struct Sweeper {
@@ -77,7 +78,7 @@ fn deadline(deadline_ms: u64) -> Option<Instant> {
 
 /// How much of the time `left` before the deadline a sweep may use.
 fn budget(left: Duration) -> Duration {
-    left - SAFETY_MARGIN.min(left / 4)
+    left.saturating_sub(SAFETY_MARGIN)
 }
 
 #[cfg(test)]
@@ -85,9 +86,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_budget_keeps_a_margin_even_under_short_timeouts() {
-        assert_eq!(budget(Duration::from_secs(60)), Duration::from_secs(57));
-        assert_eq!(budget(Duration::from_secs(3)), Duration::from_millis(2250));
+    fn the_budget_leaves_room_for_a_whole_dynamodb_operation() {
+        let operation = session_store::runtime::timeouts()
+            .operation_timeout()
+            .expect("the functions bound every operation");
+        assert!(SAFETY_MARGIN > operation, "{SAFETY_MARGIN:?} vs {operation:?}");
+        assert_eq!(budget(Duration::from_secs(60)), Duration::from_secs(52));
+        assert_eq!(
+            budget(Duration::from_secs(5)),
+            Duration::ZERO,
+            "too little time: start nothing"
+        );
         assert_eq!(budget(Duration::ZERO), Duration::ZERO);
     }
 }
