@@ -5,7 +5,8 @@
 //! map from each top-level key, prefixed with `_`, to that value's JSON text.
 //! Numbers, unicode and nesting therefore round-trip byte for byte (minus
 //! insignificant whitespace), while PATCH can still set or remove single keys
-//! in one `UpdateItem`.
+//! in one `UpdateItem`. PATCH is an RFC 7396 merge patch: objects merge at any
+//! depth, keeping their members' order, and `null` removes a member.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,7 +26,8 @@ const KEY_PREFIX: char = '_';
 #[serde(transparent)]
 pub struct SessionData(BTreeMap<String, Box<RawValue>>);
 
-/// A merge patch for a session's data: top-level keys to set, or (`null`) to remove.
+/// An RFC 7396 merge patch for a session's data: top-level keys to merge into
+/// (an object value), to set (any other value) or, with `null`, to remove.
 #[derive(Debug, Clone, Default)]
 pub struct DataPatch(BTreeMap<String, Option<Box<RawValue>>>);
 
@@ -63,11 +65,16 @@ impl SessionData {
         self.0.is_empty()
     }
 
-    /// Applies a merge patch: sets each non-null key, removes each null one.
+    /// Applies an RFC 7396 merge patch: removes each key set to `null`, merges
+    /// each object value into the key's object (recursively, `null` removing
+    /// members at any depth), and sets every other value.
     pub fn apply(&mut self, patch: &DataPatch) {
         for (key, value) in &patch.0 {
             match value {
-                Some(v) => self.0.insert(key.clone(), v.clone()),
+                Some(v) => {
+                    let merged = merge_value(self.0.get(key).map(|b| &**b), v);
+                    self.0.insert(key.clone(), merged)
+                }
                 None => self.0.remove(key),
             };
         }
@@ -120,9 +127,81 @@ impl DataPatch {
         self.0.is_empty()
     }
 
+    /// True when some value is an object, which merges into the key's current
+    /// value: applying the patch needs that value.
+    pub fn merges_objects(&self) -> bool {
+        self.sets().any(|(_, v)| v.starts_with('{'))
+    }
+
     /// Bytes the patch's set keys add at most to the data's encoded size.
     pub fn added_size(&self) -> usize {
         self.sets().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// RFC 7396's MergePatch(target, patch) for one value: an object patch merges
+/// into the target's members (none if the target is absent or not an object),
+/// removing the members it sets to `null` and merging the others recursively;
+/// any other patch is the result as it stands. Members keep their order; new
+/// ones come last. Values not merged keep their text byte for byte.
+fn merge_value(target: Option<&RawValue>, patch: &RawValue) -> Box<RawValue> {
+    let Some(changes) = members(patch) else {
+        return patch.to_owned();
+    };
+    let mut merged = target.and_then(members).unwrap_or_default();
+    for (name, value) in changes {
+        let at = merged.iter().position(|(n, _)| *n == name);
+        match (at, value.get() == "null") {
+            (Some(i), true) => {
+                merged.remove(i);
+            }
+            (None, true) => {}
+            (Some(i), false) => merged[i].1 = merge_value(Some(&merged[i].1), &value),
+            (None, false) => merged.push((name, merge_value(None, &value))),
+        }
+    }
+    // Strings and valid JSON texts always serialize, into valid JSON.
+    serde_json::value::to_raw_value(&Members(&merged)).expect("an object of valid JSON values serializes")
+}
+
+/// An object's members as written, in order (a repeated name: its last value,
+/// in its first place); `None` if `value` is not an object.
+fn members(value: &RawValue) -> Option<Vec<(String, Box<RawValue>)>> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Vec<(String, Box<RawValue>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, Box<RawValue>)> = Vec::new();
+            let mut at = HashMap::new();
+            while let Some((name, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                match at.get(&name) {
+                    Some(&i) => out[i] = (name, value),
+                    None => {
+                        at.insert(name.clone(), out.len());
+                        out.push((name, value));
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    if !value.get().starts_with('{') {
+        return None;
+    }
+    serde_json::Deserializer::from_str(value.get())
+        .deserialize_map(Visit)
+        .ok()
+}
+
+/// Members serialized as a JSON object, in their order.
+struct Members<'a>(&'a [(String, Box<RawValue>)]);
+
+impl Serialize for Members<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
     }
 }
 
@@ -243,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn a_patch_sets_and_removes_top_level_keys() {
+    fn a_patch_sets_and_removes_top_level_keys_and_merges_objects() {
         let mut data = SessionData::from_json(r#"{"a":1,"b":{"c":2},"d":3}"#).unwrap();
         let patch: DataPatch = serde_json::from_str(r#"{"a":null,"b":{"e":4},"f":[5]}"#).unwrap();
         assert_eq!(patch.removes().collect::<Vec<_>>(), ["a"]);
@@ -251,8 +330,27 @@ mod tests {
             patch.added_size(),
             "b".len() + r#"{"e":4}"#.len() + "f".len() + "[5]".len()
         );
+        assert!(patch.merges_objects());
         data.apply(&patch);
-        assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"b":{"e":4},"d":3,"f":[5]}"#);
+        assert_eq!(
+            serde_json::to_string(&data).unwrap(),
+            r#"{"b":{"c":2,"e":4},"d":3,"f":[5]}"#
+        );
+    }
+
+    #[test]
+    fn nested_merges_follow_rfc_7396_and_keep_member_order_and_number_text() {
+        let mut data =
+            SessionData::from_json(r#"{"prefs":{"z":1.0,"lang":"en","a":{"deep":12345678901234567890123}},"x":[1]}"#)
+                .unwrap();
+        let patch: DataPatch =
+            serde_json::from_str(r#"{"prefs":{"lang":null,"a":{"more":true},"new":{"n":null}},"x":{"k":null}}"#)
+                .unwrap();
+        data.apply(&patch);
+        assert_eq!(
+            serde_json::to_string(&data).unwrap(),
+            r#"{"prefs":{"z":1.0,"a":{"deep":12345678901234567890123,"more":true},"new":{}},"x":{}}"#
+        );
     }
 
     #[test]

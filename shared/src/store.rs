@@ -332,7 +332,11 @@ impl DynamoStore {
         .await
     }
 
-    /// Sets and removes top-level data keys; counts as activity.
+    /// Applies an RFC 7396 merge patch to a session's data; counts as activity.
+    /// A patch of top-level values that are not objects is one UpdateItem; one
+    /// that merges into objects reads the session first and writes it on the
+    /// condition that it is still the version read. An empty patch changes no
+    /// data: it checks `if_match` and slides the expiry as a touch does.
     pub async fn merge(
         &self,
         id: &SessionId,
@@ -340,7 +344,12 @@ impl DynamoStore {
         if_match: Option<&[u64]>,
         now: Timestamp,
     ) -> Result<Session, StoreError> {
-        self.change(id, Change::Merge(patch), if_match, now).await
+        let change = if patch.is_empty() {
+            Change::Touch
+        } else {
+            Change::Merge(patch)
+        };
+        self.change(id, change, if_match, now).await
     }
 
     /// Slides the idle expiry, never past the absolute one. A touch that would
@@ -500,7 +509,7 @@ impl DynamoStore {
             }
             Change::Merge(patch) => {
                 let added = patch.added_size();
-                if patch.len() > MAX_FAST_MERGE_KEYS || added > limits.max_data_bytes {
+                if patch.len() > MAX_FAST_MERGE_KEYS || added > limits.max_data_bytes || patch.merges_objects() {
                     return None;
                 }
                 for (key, value) in patch.sets() {

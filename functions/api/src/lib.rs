@@ -137,7 +137,15 @@ struct ReplaceBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MergeBody {
-    data: DataPatch,
+    /// Absent: no change to the data; `null`: remove it all (RFC 7396).
+    #[serde(default, deserialize_with = "present")]
+    data: Option<Option<DataPatch>>,
+}
+
+/// A member that is present, as `Some` (its `null` as `Some(None)`), so that an
+/// absent member (`None`, by `default`) and a `null` one differ.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<DataPatch>>, D::Error> {
+    Option::<DataPatch>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -201,11 +209,17 @@ async fn replace(app: &App, id: &SessionId, request: &Request) -> Reply {
 async fn merge(app: &App, id: &SessionId, request: &Request) -> Reply {
     let body: MergeBody = parse_body(app, request, &["application/merge-patch+json"], None)?;
     let if_match = if_match(request.headers())?;
-    let session = app
-        .store
-        .merge(id, body.data, if_match.as_deref(), app.clock.now())
-        .await
-        .map_err(store_error)?;
+    let (store, now) = (&app.store, app.clock.now());
+    let session = match body.data {
+        Some(None) => {
+            store
+                .replace(id, SessionData::default(), None, if_match.as_deref(), now)
+                .await
+        }
+        Some(Some(patch)) => store.merge(id, patch, if_match.as_deref(), now).await,
+        None => store.merge(id, DataPatch::default(), if_match.as_deref(), now).await,
+    }
+    .map_err(store_error)?;
     session_response(StatusCode::OK, &session)
 }
 

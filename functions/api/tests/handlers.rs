@@ -241,8 +241,8 @@ async fn bad_input_gets_a_clear_4xx_problem() {
             415,
         ),
         (
-            "PATCH removing data",
-            with_body(event_for("merge-session", &id), r#"{"data":null}"#, None),
+            "PATCH with a non-object data",
+            with_body(event_for("merge-session", &id), r#"{"data":[1]}"#, None),
             422,
         ),
         (
@@ -628,4 +628,65 @@ async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests
         assert_eq!(reply.json["type"], "urn:session-service:problem:invalid-header");
         assert_eq!(counter.take(), 0, "{bad}: no DynamoDB call");
     }
+}
+
+#[tokio::test]
+async fn patch_is_an_rfc_7396_merge_patch_at_every_depth() {
+    let (app, counter, _) = app().await;
+    let id = create(&app, r#"{"data":{"prefs":{"lang":"en","theme":"dark"},"cart":[1]}}"#).await;
+    let patch = |body: &str, if_match: Option<&str>| {
+        let event = with_body(event_for("merge-session", &id), body, None);
+        match if_match {
+            Some(tag) => with_header(event, "if-match", tag),
+            None => event,
+        }
+    };
+    // A nested null removes that member only; the others stay.
+    let reply = call(
+        &app,
+        &patch(r#"{"data":{"prefs":{"lang":null,"font":{"size":12}}}}"#, None),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    assert_eq!(
+        reply.json["data"],
+        json!({"prefs": {"theme": "dark", "font": {"size": 12}}, "cart": [1]})
+    );
+    assert_eq!(reply.header("etag"), Some("\"2\""));
+    // The empty merge patch changes nothing, and still answers the session.
+    counter.take();
+    let same = call(&app, &patch("{}", Some("\"2\""))).await;
+    assert_eq!((same.status, &same.json["data"]), (200, &reply.json["data"]));
+    assert_eq!(same.header("etag"), Some("\"2\""), "no new version");
+    assert_eq!(
+        call(&app, &patch(r#"{"data":{}}"#, None)).await.header("etag"),
+        Some("\"2\"")
+    );
+    let stale = call(&app, &patch("{}", Some("\"1\""))).await;
+    assert_eq!(
+        stale.status, 412,
+        "an empty patch still honours If-Match: {}",
+        stale.json
+    );
+    // `"data": null` removes the data member: the session keeps no data.
+    let cleared = call(&app, &patch(r#"{"data":null}"#, None)).await;
+    assert_eq!((cleared.status, &cleared.json["data"]), (200, &json!({})));
+    // Concurrent nested merges of different members all land (each reads, then
+    // writes on the condition that the version it read is still there).
+    let merges = futures::future::join_all((0..6).map(|i| {
+        let body = format!(r#"{{"data":{{"prefs":{{"k{i}":{i}}}}}}}"#);
+        let event = with_body(event_for("merge-session", &id), &body, None);
+        let app = &app;
+        async move { call(app, &event).await.status }
+    }))
+    .await;
+    let merged = call(&app, &event_for("get-session", &id)).await;
+    let landed = merged.json["data"]["prefs"].as_object().map_or(0, |m| m.len());
+    let ok = merges.iter().filter(|s| **s == 200).count();
+    assert_eq!(
+        landed, ok,
+        "every 200 landed, none was lost: {merges:?} {}",
+        merged.json
+    );
+    assert!(merges.iter().all(|s| matches!(s, 200 | 409)), "{merges:?}");
 }
