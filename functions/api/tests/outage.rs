@@ -71,7 +71,11 @@ async fn the_api_rides_out_a_dynamodb_crash_and_loses_no_acknowledged_write() {
             .retry_config(RetryConfig::standard())
             .build(),
     );
-    let table = testkit::fresh_sessions_table(&client).await;
+    // The table is made with a patient client: a fresh on-disk DynamoDB Local on a
+    // busy machine can take longer than the functions' 2 s attempt timeout to
+    // create one, and a retried CreateTable finds its own table already there.
+    let setup = aws_sdk_dynamodb::Client::from_conf(testkit::local_config_at(&local.endpoint()).build());
+    let table = testkit::fresh_sessions_table(&setup).await;
     let app = api::App::new(DynamoStore::new(client, Config::for_table(table)));
 
     let stop = Arc::new(AtomicBool::new(false));
