@@ -1,7 +1,8 @@
 //! Configuration, read once at start-up from the environment.
 
-/// The hard ceiling for `SESSION_MAX_DATA_BYTES`: DynamoDB items are at most 400 KB,
-/// and the rest of the item (ids, timestamps, attribute names) needs room too.
+/// The hard ceiling for `SESSION_MAX_DATA_BYTES`: DynamoDB items are at most 400 KB
+/// (409,600 bytes), and the rest of the item (the data map's own 3 bytes, handle,
+/// timestamps, attribute names: under 1 KB) needs room too.
 pub const DATA_BYTES_CEILING: usize = 380_000;
 
 /// Everything the store and the API need to know, built once per process.

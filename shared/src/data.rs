@@ -21,6 +21,17 @@ pub const MAX_DEPTH: usize = 64;
 /// Prefix of every stored data key, so that `""` is a valid key in DynamoDB.
 const KEY_PREFIX: char = '_';
 
+/// What DynamoDB counts for each map entry besides its name and value
+/// ("DynamoDB item sizes and formats": 1 byte per element, and 3 per map, which
+/// the data limit's ceiling leaves room for).
+const ELEMENT_OVERHEAD: usize = 1;
+
+/// DynamoDB's size of one stored entry: its overhead, its prefixed name and its
+/// value's text (a string attribute counts its UTF-8 bytes).
+fn entry_size(key: &str, value: &str) -> usize {
+    ELEMENT_OVERHEAD + KEY_PREFIX.len_utf8() + key.len() + value.len()
+}
+
 /// A session's data: a JSON object whose values are kept as compact JSON text.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
@@ -50,9 +61,12 @@ impl SessionData {
         serde_json::from_str(json)
     }
 
-    /// Bytes this data counts against the size limit: each key and its compact JSON value.
+    /// Bytes this data counts against the size limit: DynamoDB's own size of the
+    /// entries of the stored `data` map (per key, the entry's overhead, the
+    /// prefixed key and the compact JSON value), so that no data within a limit
+    /// up to the ceiling makes an item DynamoDB refuses. `{}` is 0 bytes.
     pub fn encoded_size(&self) -> usize {
-        self.0.iter().map(|(k, v)| k.len() + v.get().len()).sum()
+        self.0.iter().map(|(k, v)| entry_size(k, v.get())).sum()
     }
 
     /// Number of top-level keys.
@@ -127,15 +141,19 @@ impl DataPatch {
         self.0.is_empty()
     }
 
-    /// True when some value is an object, which merges into the key's current
-    /// value: applying the patch needs that value.
-    pub fn merges_objects(&self) -> bool {
-        self.sets().any(|(_, v)| v.starts_with('{'))
+    /// The keys the patch sets, each with the value it leaves where the key holds
+    /// no object (an object value without its nulls), and whether the value is an
+    /// object, which merges into an object the key holds instead.
+    pub fn sets_onto_non_objects(&self) -> impl Iterator<Item = (&str, Box<RawValue>, bool)> {
+        self.0.iter().filter_map(|(k, v)| {
+            let v = v.as_ref()?;
+            Some((k.as_str(), merge_value(None, v), v.get().starts_with('{')))
+        })
     }
 
     /// Bytes the patch's set keys add at most to the data's encoded size.
     pub fn added_size(&self) -> usize {
-        self.sets().map(|(k, v)| k.len() + v.len()).sum()
+        self.sets().map(|(k, v)| entry_size(k, v)).sum()
     }
 }
 
@@ -328,9 +346,16 @@ mod tests {
         assert_eq!(patch.removes().collect::<Vec<_>>(), ["a"]);
         assert_eq!(
             patch.added_size(),
-            "b".len() + r#"{"e":4}"#.len() + "f".len() + "[5]".len()
+            (2 + "b".len() + r#"{"e":4}"#.len()) + (2 + "f".len() + "[5]".len())
         );
-        assert!(patch.merges_objects());
+        let onto_nothing: Vec<_> = patch
+            .sets_onto_non_objects()
+            .map(|(k, v, object)| (k, v.get().to_owned(), object))
+            .collect();
+        assert_eq!(
+            onto_nothing,
+            [("b", r#"{"e":4}"#.to_owned(), true), ("f", "[5]".to_owned(), false)]
+        );
         data.apply(&patch);
         assert_eq!(
             serde_json::to_string(&data).unwrap(),
@@ -354,9 +379,11 @@ mod tests {
     }
 
     #[test]
-    fn encoded_size_counts_keys_and_compact_values() {
+    fn encoded_size_is_dynamodbs_size_of_the_stored_map() {
         let data = SessionData::from_json(r#"{"ab": [1, 2]}"#).unwrap();
-        assert_eq!(data.encoded_size(), 2 + 5);
+        // The entry's 1 byte, "_ab" and "[1,2]".
+        assert_eq!(data.encoded_size(), 1 + 3 + 5);
+        assert_eq!(SessionData::default().encoded_size(), 0);
     }
 
     #[test]

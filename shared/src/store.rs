@@ -333,10 +333,10 @@ impl DynamoStore {
     }
 
     /// Applies an RFC 7396 merge patch to a session's data; counts as activity.
-    /// A patch of top-level values that are not objects is one UpdateItem; one
-    /// that merges into objects reads the session first and writes it on the
-    /// condition that it is still the version read. An empty patch changes no
-    /// data: it checks `if_match` and slides the expiry as a touch does.
+    /// One UpdateItem, unless an object in the patch meets an object the key
+    /// holds: then the item that the failed condition returns is merged and
+    /// written on the condition that it is still that version. An empty patch
+    /// changes no data: it checks `if_match` and slides the expiry as a touch does.
     pub async fn merge(
         &self,
         id: &SessionId,
@@ -509,12 +509,18 @@ impl DynamoStore {
             }
             Change::Merge(patch) => {
                 let added = patch.added_size();
-                if patch.len() > MAX_FAST_MERGE_KEYS || added > limits.max_data_bytes || patch.merges_objects() {
+                if patch.len() > MAX_FAST_MERGE_KEYS || added > limits.max_data_bytes {
                     return None;
                 }
-                for (key, value) in patch.sets() {
+                for (key, value, object) in patch.sets_onto_non_objects() {
                     let path = e.data_key(key);
-                    let value = e.value(AttributeValue::S(value.to_owned()));
+                    if object {
+                        // Merging into an object the key holds needs that object: the
+                        // condition fails, and the slow path merges from the item returned.
+                        let brace = e.value(AttributeValue::S("{".to_owned()));
+                        conditions.push(format!("NOT begins_with({path}, {brace})"));
+                    }
+                    let value = e.value(AttributeValue::S(value.get().to_owned()));
                     sets.push(format!("{path} = {value}"));
                 }
                 for key in patch.removes() {

@@ -214,7 +214,7 @@ async fn data_over_the_limit_is_refused_even_when_merged_in_pieces() {
     let now = Timestamp::now();
     let s = store.create(new(600, 3600), None, now).await.unwrap();
     let forty = format!(r#"{{"a":"{}"}}"#, "x".repeat(37));
-    // Rewriting one key keeps the real size at 40 bytes; the store must not refuse it.
+    // Rewriting one key keeps the real size at 42 bytes; the store must not refuse it.
     for _ in 0..5 {
         store.merge(&s.id, patch(&forty), None, now).await.unwrap();
     }

@@ -1,0 +1,91 @@
+//! The data limit is DynamoDB's own item-size formula ("DynamoDB item sizes and
+//! formats"): data that fills the limit at its ceiling, in any shape (tens of
+//! thousands of tiny keys, a few large values, multi-byte text), is stored by
+//! DynamoDB Local through every write path without a ValidationException; one
+//! byte more is refused by the store before any request.
+
+use proptest::prelude::*;
+use session_store::config::DATA_BYTES_CEILING;
+use session_store::{DataPatch, DynamoStore, NewSession, SessionData, StoreError, Timestamp, ValidationError, testkit};
+
+/// `keys` keys of at least `key_len` characters whose entries (1 byte, `_`, key,
+/// value text) add up to exactly `size` bytes; values are strings of `x`, or of
+/// two-byte `é` with one `x` for an odd remainder.
+fn filled(keys: usize, key_len: usize, multibyte: bool, size: usize) -> SessionData {
+    let names: Vec<String> = (0..keys).map(|i| format!("{i:0key_len$x}")).collect();
+    let base: usize = names.iter().map(|k| 2 + k.len() + 2).sum();
+    assert!(base <= size, "{keys} keys of {key_len} do not fit in {size}");
+    let (each, mut rest) = ((size - base) / keys, (size - base) % keys);
+    let mut object = serde_json::Map::new();
+    for name in names {
+        let mut bytes = each + std::mem::take(&mut rest);
+        let mut text = String::new();
+        if multibyte {
+            text.push_str(&"é".repeat(bytes / 2));
+            bytes %= 2;
+        }
+        text.push_str(&"x".repeat(bytes));
+        object.insert(name, serde_json::Value::String(text));
+    }
+    let data = SessionData::from_json(&serde_json::Value::Object(object).to_string()).unwrap();
+    assert_eq!(data.encoded_size(), size);
+    data
+}
+
+fn one_byte_more(data: &SessionData) -> DataPatch {
+    let (key, _) =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&serde_json::to_string(data).unwrap())
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap();
+    let value = serde_json::to_string(data).unwrap();
+    let current: serde_json::Value = serde_json::from_str(&value).unwrap();
+    let longer = format!("{}x", current[&key].as_str().unwrap());
+    serde_json::from_value(serde_json::json!({ key: longer })).unwrap()
+}
+
+/// Every write path at exactly the limit succeeds, and one byte over is refused.
+async fn at_the_ceiling(store: &DynamoStore, data: SessionData) {
+    let now = Timestamp::now();
+    let request = NewSession {
+        data: data.clone(),
+        ..Default::default()
+    };
+    let created = store.create(request, None, now).await.unwrap();
+    let read = store.get(&created.id, now).await.unwrap();
+    assert_eq!(read.data, data, "PutItem at the limit");
+    let replaced = store.replace(&created.id, data.clone(), None, None, now).await.unwrap();
+    assert_eq!(replaced.data, data, "UpdateItem at the limit");
+    // A merge that rewrites a key with a value one byte longer: one byte over.
+    let err = store
+        .merge(&created.id, one_byte_more(&data), None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(ValidationError::DataTooLarge { .. })),
+        "{err:?}"
+    );
+    assert_eq!(store.get(&created.id, now).await.unwrap().data, data);
+}
+
+#[test]
+fn data_filling_the_ceiling_in_any_shape_is_stored() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime
+        .block_on(testkit::store(|c| c.limits.max_data_bytes = DATA_BYTES_CEILING))
+        .0;
+    // Nearly the most keys that fit (4 hex digits, `"x"` values): 42,222 entries,
+    // which a count of keys and values alone would take for 295,556 bytes.
+    runtime.block_on(at_the_ceiling(&store, filled(42_222, 4, false, DATA_BYTES_CEILING)));
+    let config = ProptestConfig {
+        cases: 10,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(keys in 1usize..20_000, key_len in 1usize..12, multibyte: bool)| {
+        let key_len = key_len.max(format!("{keys:x}").len());
+        let keys = keys.min(DATA_BYTES_CEILING / (4 + key_len) - 1).max(1);
+        runtime.block_on(at_the_ceiling(&store, filled(keys, key_len, multibyte, DATA_BYTES_CEILING)));
+    });
+}
