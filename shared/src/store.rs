@@ -390,12 +390,16 @@ impl DynamoStore {
         // Names this write, so that a retry of it that its own condition refuses
         // (the first attempt committed, its response lost) is known for a success.
         let write = random_token()?;
-        let mut current = match self.update_in_place(&handle, &change, if_match, &write, now).await {
+        let mut current = match self
+            .update_in_place(&handle, &change, if_match, &write, Slide::Sliding, now)
+            .await
+        {
             Some(Ok(item)) => return Ok(item::decode(item)?.session),
             Some(Err(WriteFailure::Condition(old))) => Some(old),
             Some(Err(WriteFailure::Other(e))) => return Err(e),
             None => None,
         };
+        let mut tried_capped = false;
         for _ in 0..MAX_ATTEMPTS {
             let record = match current.take() {
                 Some(Some(old)) => item::decode(old)?,
@@ -420,6 +424,24 @@ impl DynamoStore {
                 debug!(session = %handle.fingerprint(), "touch within the step; not written");
                 return Ok(record.session);
             };
+            // Past the last idle period the expiry is the absolute one: the same
+            // single UpdateItem in its capped form, which no concurrent write can
+            // make fail (it names no version unless If-Match does).
+            if session.slide_until() < now && !tried_capped {
+                tried_capped = true;
+                match self
+                    .update_in_place(&handle, &change, if_match, &write, Slide::Capped, now)
+                    .await
+                {
+                    Some(Ok(item)) => return Ok(item::decode(item)?.session),
+                    Some(Err(WriteFailure::Condition(old))) => {
+                        current = Some(old);
+                        continue;
+                    }
+                    Some(Err(WriteFailure::Other(e))) => return Err(e),
+                    None => {}
+                }
+            }
             let bucket = record
                 .expiry_bucket
                 .min(expiry_bucket(next.expires_at, self.config.expiry_bucket_seconds));
@@ -433,13 +455,15 @@ impl DynamoStore {
     }
 
     /// The single-request path: an UpdateItem whose condition holds in the common
-    /// case. `None` when the change cannot be expressed that way.
+    /// case, sliding the expiry as `slide` says. `None` when the change cannot be
+    /// expressed that way.
     async fn update_in_place(
         &self,
         handle: &Handle,
         change: &Change,
         if_match: Option<&[u64]>,
         write: &str,
+        slide: Slide,
         now: Timestamp,
     ) -> Option<Result<HashMap<String, AttributeValue>, WriteFailure>> {
         let limits = &self.config.limits;
@@ -454,13 +478,23 @@ impl DynamoStore {
         }
         let mut sets = vec![format!("{} = {now_v}", e.name(attr::UPDATED_AT))];
         let mut removes = Vec::new();
-        let slide_from_stored = |e: &mut Expr, conditions: &mut Vec<String>, sets: &mut Vec<String>| {
-            conditions.push(format!("{} >= {now_v}", e.name(attr::SLIDE_UNTIL)));
-            sets.push(format!(
-                "{} = {now_v} + {}",
-                e.name(attr::EXPIRES_AT),
-                e.name(attr::IDLE_TIMEOUT)
-            ));
+        let slide_from_stored = |e: &mut Expr, conditions: &mut Vec<String>, sets: &mut Vec<String>| match slide {
+            Slide::Sliding => {
+                conditions.push(format!("{} >= {now_v}", e.name(attr::SLIDE_UNTIL)));
+                sets.push(format!(
+                    "{} = {now_v} + {}",
+                    e.name(attr::EXPIRES_AT),
+                    e.name(attr::IDLE_TIMEOUT)
+                ));
+            }
+            Slide::Capped => {
+                conditions.push(format!("{} < {now_v}", e.name(attr::SLIDE_UNTIL)));
+                sets.push(format!(
+                    "{} = {}",
+                    e.name(attr::EXPIRES_AT),
+                    e.name(attr::ABSOLUTE_EXPIRES_AT)
+                ));
+            }
         };
         // A data write bumps the version and names itself; a retry of it after it
         // committed fails the token condition, and the token tells it apart.
@@ -484,6 +518,11 @@ impl DynamoStore {
                     e.num(now.0 + step)
                 ));
             }
+            // A new idle timeout sets the expiry outright: only in the sliding form.
+            Change::Replace {
+                idle_timeout_seconds: Some(_),
+                ..
+            } if slide == Slide::Capped => return None,
             Change::Replace {
                 data,
                 idle_timeout_seconds,
@@ -971,6 +1010,16 @@ impl From<ConditionCheck> for Part {
     fn from(c: ConditionCheck) -> Self {
         Self::Check(c)
     }
+}
+
+/// How a single-request write slides the expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slide {
+    /// Within the session's life but its last idle period (`slide_until >= now`):
+    /// `now + idle timeout`.
+    Sliding,
+    /// Past that (`slide_until < now`): the absolute expiry.
+    Capped,
 }
 
 /// How a transaction ended, short of an error.

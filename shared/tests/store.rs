@@ -400,3 +400,40 @@ async fn warm_up_is_one_read_that_finds_nothing_and_survives_an_unreachable_dyna
     let unreachable = DynamoStore::new(client, store.config().clone());
     assert!(!unreachable.warm_up().await, "a failed warm-up is reported, not raised");
 }
+
+#[tokio::test]
+async fn past_the_last_idle_period_writes_stay_updates_and_concurrent_merges_all_land() {
+    let (store, counter, now) = setup().await;
+    // Idle 600 s of 700: capped from the 100th second. Idle 1000 s of 500: from the start.
+    for (idle, absolute, at) in [(600, 700, 200), (1000, 500, 10)] {
+        let s = store.create(new(idle, absolute), None, now).await.unwrap();
+        assert_eq!(s.session.expires_at, now.plus(idle.min(absolute)), "created capped");
+        let t = now.plus(at);
+        counter.take();
+        let merged = store.merge(&s.id, patch(r#"{"a":1}"#), None, t).await.unwrap();
+        assert_eq!(
+            counter.take(),
+            2,
+            "the sliding form's condition fails, the capped form writes: no read, no PutItem"
+        );
+        assert_eq!((merged.expires_at, merged.version), (now.plus(absolute), 2));
+        let replaced = store.replace(&s.id, data(r#"{"a":2}"#), None, None, t).await.unwrap();
+        assert_eq!(counter.take(), 2);
+        assert_eq!((replaced.expires_at, replaced.version), (now.plus(absolute), 3));
+        // Concurrent merges without If-Match: none is refused, each lands once.
+        let merges = futures::future::join_all(
+            (0..20).map(|i| store.merge(&s.id, patch(&format!(r#"{{"k{i}":{i}}}"#)), None, t)),
+        )
+        .await;
+        for result in &merges {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        let after = store.get(&s.id, t).await.unwrap();
+        assert_eq!(
+            (after.version, after.data.len()),
+            (23, 21),
+            "idle {idle}, absolute {absolute}"
+        );
+        assert_eq!(after.expires_at, now.plus(absolute));
+    }
+}
