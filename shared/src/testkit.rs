@@ -349,6 +349,8 @@ pub struct Capacity {
     pub index_write: f64,
     /// Responses that carried a consumed-capacity report.
     pub reports: u64,
+    /// Bytes of every response body, errors included.
+    pub response_bytes: u64,
 }
 
 impl CapacityMeter {
@@ -423,6 +425,9 @@ impl Intercept for CapacityMeter {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         use aws_sdk_dynamodb::operation::*;
+        // Read in full by now (these operations do not stream).
+        let bytes = context.response().body().bytes().map_or(0, <[u8]>::len);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).response_bytes += bytes as u64;
         let Ok(output) = context.output_or_error() else {
             return Ok(());
         };

@@ -252,6 +252,53 @@ async fn touch_cost(client: &Client, meter: &CapacityMeter) -> Result<(), BoxErr
              conditional write like a write of the item (at least 1 unit)."
         );
     }
+    touch_cost_by_size(client, meter).await
+}
+
+/// What one written and one skipped touch cost for sessions of a few sizes.
+async fn touch_cost_by_size(client: &Client, meter: &CapacityMeter) -> Result<(), BoxError> {
+    let t0 = Timestamp::now();
+    let table = format!("bench-touch-size-{}", SessionId::generate()?.fingerprint());
+    TableSpec::sessions()?.create(client, &table).await?;
+    let mut config = Config::for_table(&table);
+    config.limits.max_data_bytes = 80_000;
+    let store = DynamoStore::new(client.clone(), config);
+    println!("\n### Touches by session size: {TOUCHED} touches each\n");
+    println!(
+        "| session data | written touch: write units reported | skipped touch: write units reported | \
+         skipped touch: response bytes (the item, ALL_OLD) | skipped touch: write units billed (AWS: as a write of the item) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (label, bytes) in [("1 KB", 1_000), ("10 KB", 10_000), ("64 KB", 64_000)] {
+        let data = session_store::SessionData::from_json(&format!(r#"{{"blob":"{}"}}"#, "x".repeat(bytes)))?;
+        let request = NewSession {
+            data,
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for _ in 0..TOUCHED {
+            ids.push(store.create(request.clone(), None, t0).await?.id);
+        }
+        meter.take();
+        for id in &ids {
+            store.touch(id, t0.plus(120)).await?;
+        }
+        let written = meter.take();
+        for id in &ids {
+            store.touch(id, t0.plus(130)).await?;
+        }
+        let skipped = meter.take();
+        let per = |units: f64| units / TOUCHED as f64;
+        println!(
+            "| {label} | {:.1} | {:.1} ({} reports) | {} | {:.1} |",
+            per(written.table_write + written.index_write),
+            per(skipped.table_write + skipped.index_write),
+            skipped.reports,
+            skipped.response_bytes / TOUCHED as u64,
+            per(written.table_write),
+        );
+    }
+    client.delete_table().table_name(&table).send().await?;
     Ok(())
 }
 
