@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
-use session_store::testkit::{self, RequestCounter};
 use session_store::{Config, DynamoStore, NewSession, Session, SessionData, SessionId, Timestamp, item};
+use session_testkit::{self as testkit, RequestCounter};
 
 /// Bytes a request line cannot carry raw.
 const NOT_IN_URI: &AsciiSet = &CONTROLS

@@ -24,8 +24,6 @@ pub mod runtime;
 pub mod schema;
 pub mod store;
 pub mod sweep;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use config::{Config, ConfigError, Limits};
 pub use data::{DataPatch, SessionData};

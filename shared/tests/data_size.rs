@@ -6,7 +6,8 @@
 
 use proptest::prelude::*;
 use session_store::config::DATA_BYTES_CEILING;
-use session_store::{DataPatch, DynamoStore, NewSession, SessionData, StoreError, Timestamp, ValidationError, testkit};
+use session_store::{DataPatch, DynamoStore, NewSession, SessionData, StoreError, Timestamp, ValidationError};
+use session_testkit as testkit;
 
 /// `keys` keys of at least `key_len` characters whose entries (1 byte, `_`, key,
 /// value text) add up to exactly `size` bytes; values are strings of `x`, or of

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde_yaml_ng::Value;
 use session_store::item::EXPIRY_INDEX;
-use session_store::testkit::repo_root;
+use session_testkit::repo_root;
 
 /// `template.yaml`, parsed.
 fn template() -> Value {

@@ -5,7 +5,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use session_store::{DataPatch, NewSession, SessionData, Timestamp, testkit};
+use session_store::{DataPatch, NewSession, SessionData, Timestamp};
+use session_testkit as testkit;
 
 /// Any JSON value up to three levels deep, over a few member names so that
 /// patches and documents overlap.

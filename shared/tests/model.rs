@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use session_store::error::StoreError;
-use session_store::{DataPatch, DynamoStore, NewSession, Session, SessionData, SessionId, Timestamp, testkit};
+use session_store::{DataPatch, DynamoStore, NewSession, Session, SessionData, SessionId, Timestamp};
+use session_testkit as testkit;
 
 /// The contract, kept in memory: what a live session looks like to clients.
 #[derive(Debug, Clone, PartialEq)]

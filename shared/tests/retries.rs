@@ -4,8 +4,8 @@
 //! condition, and the store must take that for the success it was: no second
 //! session, no false 412, no 404 for a rotation that happened.
 
-use session_store::testkit::{self, Faults};
 use session_store::{DataPatch, DynamoStore, IdempotencyKey, NewSession, SessionData, Subject, Timestamp};
+use session_testkit::{self as testkit, Faults};
 
 async fn store(faults: &Faults) -> DynamoStore {
     let (plain, _) = testkit::store(|_| {}).await;

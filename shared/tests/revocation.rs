@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use session_store::testkit::{self, Faults};
 use session_store::{DynamoStore, NewSession, SessionId, StoreError, Subject, Timestamp};
+use session_testkit::{self as testkit, Faults};
 
 /// A store on fresh tables whose every request goes through `faults`.
 async fn store(faults: &Faults) -> DynamoStore {

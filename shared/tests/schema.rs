@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::{ProjectionType, StreamViewType, TimeToLiveStatus};
 use session_store::schema::TableSpec;
-use session_store::testkit;
+use session_testkit as testkit;
 
 #[tokio::test]
 async fn the_local_sessions_table_is_the_one_the_template_defines() {

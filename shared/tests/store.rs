@@ -2,8 +2,8 @@
 
 use session_store::error::StoreError;
 use session_store::item::attr;
-use session_store::testkit::{self, RequestCounter};
 use session_store::{DataPatch, DynamoStore, NewSession, SessionData, Subject, Timestamp};
+use session_testkit::{self as testkit, RequestCounter};
 
 fn data(json: &str) -> SessionData {
     SessionData::from_json(json).unwrap()

@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use session_store::error::StoreError;
 use session_store::sweep::{StoppedBy, SweepOptions};
-use session_store::testkit;
 use session_store::{Config, DynamoStore, NewSession, SessionId, Timestamp};
+use session_testkit as testkit;
 
 fn lasting(idle: u32) -> NewSession {
     NewSession {

@@ -22,8 +22,8 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde_json::Value;
 use session_store::item::key;
-use session_store::testkit::{self, ManualClock};
 use session_store::{DynamoStore, SessionId};
+use session_testkit::{self as testkit, ManualClock};
 
 type Error = Box<dyn std::error::Error>;
 

@@ -13,8 +13,8 @@ use session_store::id::random_token;
 use session_store::item::{EXPIRY_INDEX, attr, encode};
 use session_store::schema::TableSpec;
 use session_store::sweep::SweepOptions;
-use session_store::testkit::{self, CapacityMeter};
 use session_store::{Config, DynamoStore, NewSession, Session, SessionId, Timestamp};
+use session_testkit::{self as testkit, CapacityMeter};
 
 type BoxError = Box<dyn std::error::Error>;
 

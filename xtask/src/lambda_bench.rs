@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use session_store::testkit;
+use session_testkit as testkit;
 
 use crate::runtime_api::{Answer, Function};
 

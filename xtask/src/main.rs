@@ -91,7 +91,7 @@ async fn audit_log(subject: &str) -> Result<(), Box<dyn std::error::Error>> {
             std::env::var("DDB_PORT").as_deref().unwrap_or("8000")
         )
     });
-    let client = aws_sdk_dynamodb::Client::from_conf(session_store::testkit::local_config_at(&endpoint).build());
+    let client = aws_sdk_dynamodb::Client::from_conf(session_testkit::local_config_at(&endpoint).build());
     let log = session_store::audit::AuditLog::new(client, table, 1);
     let records = log.by_subject(subject).await?;
     for record in &records {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use api::routes::ROUTES;
 use common::*;
 use serde_json::{Value, json};
-use session_store::testkit::repo_root;
+use session_testkit::repo_root;
 
 fn yaml(file: &str) -> Value {
     let text = std::fs::read_to_string(repo_root().join(file)).unwrap();

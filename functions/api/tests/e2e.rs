@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use session_store::audit::{AuditLog, AuditRecord, Cause};
-use session_store::testkit::{self, repo_root};
 use session_store::{Config, DynamoStore, SessionId};
+use session_testkit::{self as testkit, repo_root};
 
 /// The `scripts/run` process group, stopped (as Ctrl-C would) when dropped.
 struct Service(Child);

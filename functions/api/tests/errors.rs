@@ -11,8 +11,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use session_store::testkit::{self, Faults, ManualClock};
 use session_store::{Config, DynamoStore};
+use session_testkit::{self as testkit, Faults, ManualClock};
 
 /// An app on fresh tables whose every DynamoDB request goes through `faults`.
 async fn app_with(faults: &Faults) -> api::App {

@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::error::{ProvisionedThroughputExceededException, ThrottlingException};
 use aws_smithy_mocks::{RuleMode, mock};
 use common::*;
-use session_store::testkit::{ManualClock, mocked_client};
 use session_store::{Config, DynamoStore};
+use session_testkit::{ManualClock, mocked_client};
 
 fn app_on(client: Client) -> api::App {
     api::App {

@@ -468,7 +468,7 @@ async fn dynamodb_down_is_a_503_with_retry_after() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let config = session_store::testkit::local_config_at(&format!("http://{closed}")).build();
+    let config = session_testkit::local_config_at(&format!("http://{closed}")).build();
     let store = session_store::DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(config),
         session_store::Config::for_table("sessions"),

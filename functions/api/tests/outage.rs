@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use common::*;
-use session_store::testkit::{self, RestartableDynamoDbLocal};
 use session_store::{Config, DynamoStore};
+use session_testkit::{self as testkit, RestartableDynamoDbLocal};
 
 /// What one worker saw: statuses, and the last acknowledged value of each session it wrote.
 #[derive(Default)]

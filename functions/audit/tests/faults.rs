@@ -9,7 +9,7 @@ use audit::Auditor;
 use common::*;
 use lambda_runtime::{Context, LambdaEvent};
 use session_store::audit::AuditLog;
-use session_store::testkit::{self, Faults};
+use session_testkit::{self as testkit, Faults};
 
 /// An auditor on a fresh audit table, and one on the same table whose writes meet `faults`.
 async fn auditors(faults: &Faults) -> (Auditor, Auditor, aws_sdk_dynamodb::Client) {

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::error::InternalServerError;
 use aws_smithy_mocks::{RuleMode, mock};
 use common::*;
 use session_store::audit::AuditLog;
-use session_store::testkit;
+use session_testkit as testkit;
 
 #[tokio::test]
 async fn deletions_are_recorded_with_their_cause_and_a_fingerprint() {

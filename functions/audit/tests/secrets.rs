@@ -13,8 +13,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
 use local_triggers::streams::DynamoDbLocal;
 use serde_json::{Value, json};
-use session_store::testkit::{self, ManualClock};
 use session_store::{DynamoStore, SessionId};
+use session_testkit::{self as testkit, ManualClock};
 
 /// The sample event `events/{name}.json` as JSON.
 fn sample(name: &str) -> Value {

@@ -12,8 +12,8 @@ use local_triggers::streams::DynamoDbLocal;
 use serde_json::json;
 use session_store::schema::TableSpec;
 use session_store::sweep::SweepOptions;
-use session_store::testkit;
 use session_store::{Config, DynamoStore, NewSession, Subject, Timestamp};
+use session_testkit as testkit;
 
 /// Every record on the table's stream so far, as Lambda's DynamoDB event source
 /// delivers them, read as `scripts/run`'s local triggers read it (which mends

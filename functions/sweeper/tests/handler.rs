@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use session_store::testkit::{self, Faults, ManualClock, repo_root};
 use session_store::{DynamoStore, NewSession};
+use session_testkit::{self as testkit, Faults, ManualClock, repo_root};
 use sweeper::{Sweeper, handle};
 
 fn event(name: &str) -> Value {

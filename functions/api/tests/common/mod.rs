@@ -7,7 +7,7 @@ use std::sync::Arc;
 use api::App;
 use lambda_http::{Body, Response};
 use serde_json::Value;
-use session_store::testkit::{self, ManualClock, RequestCounter};
+use session_testkit::{self as testkit, ManualClock, RequestCounter};
 
 /// The id the sample events carry.
 pub const SAMPLE_ID: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";

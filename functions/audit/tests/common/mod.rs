@@ -10,7 +10,7 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodb::Client;
 use lambda_runtime::{Context, LambdaEvent};
 use session_store::audit::AuditLog;
-use session_store::testkit::{self, repo_root};
+use session_testkit::{self as testkit, repo_root};
 
 /// An auditor on a fresh audit table made from `template.yaml`.
 pub async fn auditor(client: &Client) -> Auditor {

@@ -24,10 +24,10 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::http::{Request as HttpRequest, Response as HttpResponse};
 use aws_smithy_types::body::SdkBody;
 
-use crate::config::Config;
-use crate::model::{Clock, Timestamp};
-use crate::schema::TableSpec;
-use crate::store::DynamoStore;
+use session_store::config::Config;
+use session_store::model::{Clock, Timestamp};
+use session_store::schema::TableSpec;
+use session_store::store::DynamoStore;
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
@@ -234,7 +234,7 @@ pub fn local_config_at(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .http_client(crate::runtime::http_client())
+        .http_client(session_store::runtime::http_client())
         .credentials_provider(Credentials::new("local", "local", None, None, "testkit"))
 }
 
@@ -255,7 +255,8 @@ pub async fn fresh_table(client: &Client, logical_id: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
-    let spec = TableSpec::from_template(crate::schema::TEMPLATE, logical_id).expect("template.yaml defines the table");
+    let spec =
+        TableSpec::from_template(session_store::schema::TEMPLATE, logical_id).expect("template.yaml defines the table");
     let created = spec.create(client, &name).await;
     assert!(
         created.expect("create the table in DynamoDB Local"),
@@ -266,13 +267,13 @@ pub async fn fresh_table(client: &Client, logical_id: &str) -> String {
 
 /// Creates a sessions table with a name no other test uses, from `template.yaml`.
 pub async fn fresh_sessions_table(client: &Client) -> String {
-    fresh_table(client, crate::schema::SESSIONS_TABLE).await
+    fresh_table(client, session_store::schema::SESSIONS_TABLE).await
 }
 
 /// The configuration of a fresh sessions table and a fresh registry table.
 pub async fn fresh_config(client: &Client) -> Config {
     let mut config = Config::for_table(fresh_sessions_table(client).await);
-    config.registry_table = fresh_table(client, crate::schema::REGISTRY_TABLE).await;
+    config.registry_table = fresh_table(client, session_store::schema::REGISTRY_TABLE).await;
     config
 }
 
@@ -288,13 +289,13 @@ pub async fn store(adjust: impl FnOnce(&mut Config)) -> (DynamoStore, RequestCou
 /// The session item as stored (expired or not), read consistently, bypassing the store's rules.
 pub async fn raw_item(
     store: &DynamoStore,
-    id: &crate::SessionId,
+    id: &session_store::SessionId,
 ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     store
         .client()
         .get_item()
         .table_name(&store.config().table_name)
-        .set_key(Some(crate::item::key(&id.handle())))
+        .set_key(Some(session_store::item::key(&id.handle())))
         .consistent_read(true)
         .send()
         .await
@@ -746,7 +747,7 @@ impl HttpConnector for FaultyConnector {
 /// as the functions' clients do (`aws_config`'s standard retries: 3 attempts).
 pub fn faulty_client(faults: &Faults) -> Client {
     let http = FaultyHttpClient {
-        inner: crate::runtime::http_client(),
+        inner: session_store::runtime::http_client(),
         faults: faults.clone(),
     };
     Client::from_conf(
