@@ -19,7 +19,6 @@ pub mod id;
 pub mod item;
 pub mod model;
 pub mod registry;
-pub mod runtime;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod store;

@@ -234,7 +234,7 @@ pub fn local_config_at(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .http_client(session_store::runtime::http_client())
+        .http_client(lambda_support::http_client())
         .credentials_provider(Credentials::new("local", "local", None, None, "testkit"))
 }
 
@@ -747,7 +747,7 @@ impl HttpConnector for FaultyConnector {
 /// as the functions' clients do (`aws_config`'s standard retries: 3 attempts).
 pub fn faulty_client(faults: &Faults) -> Client {
     let http = FaultyHttpClient {
-        inner: session_store::runtime::http_client(),
+        inner: lambda_support::http_client(),
         faults: faults.clone(),
     };
     Client::from_conf(

@@ -71,7 +71,7 @@ async fn create_tables(tables: &[&str]) -> Result<(), Box<dyn std::error::Error>
             .map(|t| t.split_once('=').ok_or(format!("{t}: expected LogicalId=name")))
             .collect::<Result<_, _>>()?
     };
-    let sdk = session_store::runtime::sdk_config().await;
+    let sdk = lambda_support::sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     for (logical_id, name) in tables {
         let spec = TableSpec::from_template(TEMPLATE, logical_id)?;

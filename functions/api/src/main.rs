@@ -2,7 +2,8 @@
 
 use api::{App, handle};
 use lambda_http::{Error, run, service_fn};
-use session_store::{Config, DynamoStore, runtime};
+use lambda_support as runtime;
+use session_store::{Config, DynamoStore};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -67,7 +67,7 @@ async fn the_api_rides_out_a_dynamodb_crash_and_loses_no_acknowledged_write() {
     // The functions' client settings: their bounded waits, standard retries.
     let client = aws_sdk_dynamodb::Client::from_conf(
         testkit::local_config_at(&local.endpoint())
-            .timeout_config(session_store::runtime::timeouts())
+            .timeout_config(lambda_support::timeouts())
             .retry_config(RetryConfig::standard())
             .build(),
     );

@@ -2,8 +2,8 @@
 
 use audit::{Auditor, handle};
 use lambda_runtime::{Error, run, service_fn};
+use lambda_support as runtime;
 use session_store::audit::AuditLog;
-use session_store::runtime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -11,7 +11,7 @@ use session_store::sweep::{SweepOptions, SweepSummary};
 use session_store::{Clock, DynamoStore, SystemClock};
 
 /// Time kept back from the Lambda deadline: longer than one DynamoDB operation
-/// may take (`runtime::timeouts()`: 6 s), so the requests in flight when the
+/// may take (`lambda_support::timeouts()`: 6 s), so the requests in flight when the
 /// sweep's own deadline passes end, and the summary is returned, before Lambda's.
 pub const SAFETY_MARGIN: Duration = Duration::from_secs(8);
 
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn the_budget_leaves_room_for_a_whole_dynamodb_operation() {
-        let operation = session_store::runtime::timeouts()
+        let operation = lambda_support::timeouts()
             .operation_timeout()
             .expect("the functions bound every operation");
         assert!(SAFETY_MARGIN > operation, "{SAFETY_MARGIN:?} vs {operation:?}");

@@ -1,7 +1,8 @@
 //! The `sweeper` Lambda: builds configuration and clients once, then sweeps on each invocation.
 
 use lambda_runtime::{Error, run, service_fn};
-use session_store::{Config, DynamoStore, runtime};
+use lambda_support as runtime;
+use session_store::{Config, DynamoStore};
 use sweeper::{Sweeper, handle};
 
 #[tokio::main]
