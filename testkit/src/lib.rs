@@ -449,6 +449,98 @@ impl Intercept for CapacityMeter {
     }
 }
 
+/// One IAM authorization a DynamoDB request needs: the action (`dynamodb:PutItem`),
+/// the table's name, and the index's for a Query or Scan of one.
+pub type Authorization = (String, String, Option<String>);
+
+/// Records the IAM authorizations every request a client sends needs: a
+/// transaction as its parts, a batch per table. For the IAM test: what a
+/// function's role must allow is what its code actually sent.
+#[derive(Debug, Clone, Default)]
+pub struct OperationRecorder(Arc<std::sync::Mutex<std::collections::BTreeSet<Authorization>>>);
+
+impl OperationRecorder {
+    /// The authorizations recorded since the last call, forgetting them.
+    pub fn take(&self) -> std::collections::BTreeSet<Authorization> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn record(&self, action: &str, table: Option<&str>, index: Option<&str>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert((
+            format!("dynamodb:{action}"),
+            table.unwrap_or_default().to_owned(),
+            index.map(str::to_owned),
+        ));
+    }
+}
+
+impl Intercept for OperationRecorder {
+    fn name(&self) -> &'static str {
+        "OperationRecorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::*;
+        let input = context.input();
+        if let Some(i) = input.downcast_ref::<get_item::GetItemInput>() {
+            self.record("GetItem", i.table_name(), None);
+        } else if let Some(i) = input.downcast_ref::<put_item::PutItemInput>() {
+            self.record("PutItem", i.table_name(), None);
+        } else if let Some(i) = input.downcast_ref::<update_item::UpdateItemInput>() {
+            self.record("UpdateItem", i.table_name(), None);
+        } else if let Some(i) = input.downcast_ref::<delete_item::DeleteItemInput>() {
+            self.record("DeleteItem", i.table_name(), None);
+        } else if let Some(i) = input.downcast_ref::<query::QueryInput>() {
+            self.record("Query", i.table_name(), i.index_name());
+        } else if let Some(i) = input.downcast_ref::<scan::ScanInput>() {
+            self.record("Scan", i.table_name(), i.index_name());
+        } else if let Some(i) = input.downcast_ref::<batch_get_item::BatchGetItemInput>() {
+            for table in i.request_items().into_iter().flat_map(|m| m.keys()) {
+                self.record("BatchGetItem", Some(table), None);
+            }
+        } else if let Some(i) = input.downcast_ref::<batch_write_item::BatchWriteItemInput>() {
+            for table in i.request_items().into_iter().flat_map(|m| m.keys()) {
+                self.record("BatchWriteItem", Some(table), None);
+            }
+        } else if let Some(i) = input.downcast_ref::<transact_write_items::TransactWriteItemsInput>() {
+            // A transaction is authorized as its parts, each on its own table.
+            for part in i.transact_items() {
+                if let Some(p) = part.put() {
+                    self.record("PutItem", Some(p.table_name()), None);
+                }
+                if let Some(d) = part.delete() {
+                    self.record("DeleteItem", Some(d.table_name()), None);
+                }
+                if let Some(u) = part.update() {
+                    self.record("UpdateItem", Some(u.table_name()), None);
+                }
+                if let Some(c) = part.condition_check() {
+                    self.record("ConditionCheckItem", Some(c.table_name()), None);
+                }
+            }
+        } else {
+            // Recorded too, so that an operation this list lacks cannot go unseen.
+            let debug = format!("{input:?}");
+            let operation = debug.split([' ', '{', '(']).next().unwrap_or_default();
+            self.record(&format!("unrecognized {operation}"), None, None);
+        }
+        Ok(())
+    }
+}
+
+/// A client for DynamoDB Local that records the authorizations its requests need.
+pub fn recording_client() -> (Client, OperationRecorder) {
+    let recorder = OperationRecorder::default();
+    (
+        Client::from_conf(local_config().interceptor(recorder.clone()).build()),
+        recorder,
+    )
+}
+
 /// A client whose requests the aws-smithy-mocks `rules` answer (in `mode`), retrying
 /// as `retry` says. Built without the SDK's `test-util` feature, which would bring
 /// the legacy hyper 0.14 / h2 0.3 stack into the dependency graph.
