@@ -79,6 +79,11 @@ impl SessionData {
         self.0.is_empty()
     }
 
+    /// True when `key` holds an object (which a merge patch's object merges into).
+    pub fn holds_object(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|v| v.get().starts_with('{'))
+    }
+
     /// Applies an RFC 7396 merge patch: removes each key set to `null`, merges
     /// each object value into the key's object (recursively, `null` removing
     /// members at any depth), and sets every other value.

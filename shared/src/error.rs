@@ -139,7 +139,8 @@ impl From<serde_dynamo::Error> for StoreError {
 }
 
 /// DynamoDB error codes that say "not now": throttling, capacity, a transaction
-/// still in progress with the same token, DynamoDB's own failures. Any other code
+/// still in progress with the same token, a write that met a transaction (or a
+/// global table's replication) on the same item, DynamoDB's own failures. Any other code
 /// (AccessDenied, ResourceNotFound, validation, one this list does not know) is
 /// permanent: sending the request again cannot help.
 const TRANSIENT_CODES: &[&str] = &[
@@ -147,6 +148,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
     "TransactionInProgressException",
+    "TransactionConflictException",
+    "ReplicatedWriteConflictException",
     "InternalServerError",
     "ServiceUnavailable",
 ];

@@ -199,6 +199,7 @@ impl DynamoStore {
         match self.transact(parts, &write, idempotency, now).await? {
             Transacted::Done => Ok(issued),
             Transacted::Replayed(issued) => Ok(issued),
+            // Only a rotation's transaction is refused rather than failed; kept for completeness.
             Transacted::Refused(_) => Err(StoreError::Contention { attempts: 1 }),
         }
     }
@@ -249,9 +250,11 @@ impl DynamoStore {
             // The owner's sessions are being revoked: this one is as good as gone.
             return Err(StoreError::NotFound);
         }
-        if conflict {
+        if conflict && parts.delete_session.is_some() {
+            // A rotation reads its session again and retries.
             return Ok(Transacted::Refused(None));
         }
+        // Else a transient error when a conflict or throttling cancelled it.
         Err(err.into())
     }
 
@@ -427,7 +430,7 @@ impl DynamoStore {
             // Past the last idle period the expiry is the absolute one: the same
             // single UpdateItem in its capped form, which no concurrent write can
             // make fail (it names no version unless If-Match does).
-            if session.slide_until() < now && !tried_capped {
+            if session.slide_until() < now && !tried_capped && update_may_apply(&change, session, limits) {
                 tried_capped = true;
                 match self
                     .update_in_place(&handle, &change, if_match, &write, Slide::Capped, now)
@@ -949,6 +952,21 @@ impl DynamoStore {
         let revoked = revoked.into_inner();
         self.unlock_owner(subject, &lock).await?;
         Ok(revoked)
+    }
+}
+
+/// Whether a single UpdateItem can apply `change` to `session` as read: not a merge
+/// whose object meets an object the key holds, or that the data bound refuses
+/// (both would fail its condition for certain, billed, the item shipped back).
+fn update_may_apply(change: &Change, session: &Session, limits: &crate::config::Limits) -> bool {
+    match change {
+        Change::Merge(patch) => {
+            session.data.encoded_size() + patch.added_size() <= limits.max_data_bytes
+                && !patch
+                    .sets_onto_non_objects()
+                    .any(|(key, _, object)| object && session.data.holds_object(key))
+        }
+        _ => true,
     }
 }
 

@@ -153,7 +153,18 @@ impl DynamoStore {
                     summary.stopped_by = Some(reason);
                     break 'shards;
                 }
-                let page = self.expiry_page(shard, options, start.take()).await?;
+                let page = match self.expiry_page(shard, options, start.take()).await {
+                    Ok(page) => page,
+                    // Throttled or unavailable past the SDK's retries: stop here and say so;
+                    // the next run goes on. A permanent failure fails the invocation.
+                    Err(e) if e.is_transient() => {
+                        warn!(shard, error = ?e, "expiry index query failed; stopping");
+                        summary.complete = false;
+                        summary.stopped_by = Some(StoppedBy::Throttled);
+                        break 'shards;
+                    }
+                    Err(e) => return Err(e),
+                };
                 summary.consumed_read_units += units(page.consumed_capacity());
                 let mut candidates = Vec::new();
                 for key in page.items() {
@@ -298,7 +309,16 @@ impl DynamoStore {
                     // Re-filing only saves later sweeps a read: never past the deadline.
                     Some(_) if options.past_deadline() => Ok((Outcome::Live, 0.0, 1.0)),
                     Some(old) => {
-                        let written = self.refile(item::decode(old)?, options).await?;
+                        // Re-filing only saves later sweeps a read: if it fails for now,
+                        // the bucket stays a lower bound and the next sweep looks again.
+                        let written = match self.refile(item::decode(old)?, options).await {
+                            Ok(units) => units,
+                            Err(e) if e.is_transient() => {
+                                warn!(error = ?e, "re-filing failed; left for the next sweep");
+                                0.0
+                            }
+                            Err(e) => return Err(e),
+                        };
                         Ok((Outcome::Live, 0.0, 1.0 + written))
                     }
                 };
@@ -313,7 +333,9 @@ impl DynamoStore {
                     tokio::time::sleep(*pause).await;
                     attempt += 1;
                 }
-                _ => return Ok((Outcome::Throttled, 0.0, 0.0)),
+                // The deadline, not the throttling, ends it.
+                Some(_) => return Ok((Outcome::NotReached, 0.0, 0.0)),
+                None => return Ok((Outcome::Throttled, 0.0, 0.0)),
             }
         }
     }

@@ -33,7 +33,8 @@ fn filled(keys: usize, key_len: usize, multibyte: bool, size: usize) -> SessionD
     data
 }
 
-fn one_byte_more(data: &SessionData) -> DataPatch {
+/// A patch that rewrites `data`'s first key with a value `extra` bytes longer.
+fn rewrite_first(data: &SessionData, extra: usize) -> DataPatch {
     let (key, _) =
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&serde_json::to_string(data).unwrap())
             .unwrap()
@@ -42,7 +43,7 @@ fn one_byte_more(data: &SessionData) -> DataPatch {
             .unwrap();
     let value = serde_json::to_string(data).unwrap();
     let current: serde_json::Value = serde_json::from_str(&value).unwrap();
-    let longer = format!("{}x", current[&key].as_str().unwrap());
+    let longer = format!("{}{}", current[&key].as_str().unwrap(), "x".repeat(extra));
     serde_json::from_value(serde_json::json!({ key: longer })).unwrap()
 }
 
@@ -58,16 +59,27 @@ async fn at_the_ceiling(store: &DynamoStore, data: SessionData) {
     assert_eq!(read.data, data, "PutItem at the limit");
     let replaced = store.replace(&created.id, data.clone(), None, None, now).await.unwrap();
     assert_eq!(replaced.data, data, "UpdateItem at the limit");
+    let merged = store
+        .merge(&created.id, rewrite_first(&data, 0), None, now)
+        .await
+        .unwrap();
+    assert_eq!(merged.data, data, "a merge that stays at the limit");
+    let rotated = store.rotate(&created.id, true, None, None, now).await.unwrap();
+    assert_eq!(
+        store.get(&rotated.id, now).await.unwrap().data,
+        data,
+        "a rotation keeping it"
+    );
     // A merge that rewrites a key with a value one byte longer: one byte over.
     let err = store
-        .merge(&created.id, one_byte_more(&data), None, now)
+        .merge(&rotated.id, rewrite_first(&data, 1), None, now)
         .await
         .unwrap_err();
     assert!(
         matches!(err, StoreError::Invalid(ValidationError::DataTooLarge { .. })),
         "{err:?}"
     );
-    assert_eq!(store.get(&created.id, now).await.unwrap().data, data);
+    assert_eq!(store.get(&rotated.id, now).await.unwrap().data, data);
 }
 
 #[test]
@@ -80,7 +92,7 @@ fn data_filling_the_ceiling_in_any_shape_is_stored() {
     // which a count of keys and values alone would take for 295,556 bytes.
     runtime.block_on(at_the_ceiling(&store, filled(42_222, 4, false, DATA_BYTES_CEILING)));
     let config = ProptestConfig {
-        cases: 10,
+        cases: 6,
         failure_persistence: None,
         ..ProptestConfig::default()
     };

@@ -215,6 +215,40 @@ async fn runs_start_at_varying_shards_so_a_backlog_starves_none() {
     assert_eq!(firsts.len(), shards as usize, "{firsts:?}");
 }
 
+#[tokio::test]
+async fn a_throttled_index_query_or_refiling_ends_the_run_with_its_summary_not_an_error() {
+    let (store, t0) = setup(|_| {}).await;
+    let faults = testkit::Faults::default();
+    let faulty = with_faults(&store, &faults);
+    let expired = create(&store, 3, 60, t0).await;
+    // Throttled past the SDK's retries, the expiry index gives nothing: the run stops.
+    faults.throttle("Query", "", u32::MAX);
+    let stopped = faulty.sweep(&SweepOptions::at(t0.plus(61))).await.unwrap();
+    assert_eq!((stopped.deleted, stopped.complete), (0, false), "{stopped:?}");
+    assert_eq!(stopped.stopped_by, Some(StoppedBy::Throttled));
+    // A live candidate whose re-filing is throttled is still counted; it is looked at again.
+    faults.clear();
+    let live = create(&store, 1, 600, t0).await.remove(0);
+    store.touch(&live, t0.plus(590)).await.unwrap();
+    faults.throttle("UpdateItem", "", u32::MAX);
+    let swept = faulty.sweep(&SweepOptions::at(t0.plus(700))).await.unwrap();
+    assert_eq!(
+        (swept.deleted, swept.skipped_live, swept.complete),
+        (3, 1, true),
+        "{swept:?}"
+    );
+    faults.clear();
+    let again = faulty.sweep(&SweepOptions::at(t0.plus(700))).await.unwrap();
+    assert_eq!(
+        (again.examined, again.skipped_live),
+        (1, 1),
+        "not re-filed, so read again: {again:?}"
+    );
+    for id in &expired {
+        assert!(!stored(&store, id).await);
+    }
+}
+
 /// A store on `store`'s table whose requests go through `faults`.
 fn with_faults(store: &DynamoStore, faults: &testkit::Faults) -> DynamoStore {
     DynamoStore::new(testkit::faulty_client(faults), store.config().clone())

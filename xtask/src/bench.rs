@@ -266,7 +266,7 @@ async fn touch_cost_by_size(client: &Client, meter: &CapacityMeter) -> Result<()
     println!("\n### Touches by session size: {TOUCHED} touches each\n");
     println!(
         "| session data | written touch: write units reported | skipped touch: write units reported | \
-         skipped touch: response bytes (the item, ALL_OLD) | skipped touch: write units billed (AWS: as a write of the item) |"
+         skipped touch: response bytes (the item, ALL_OLD) | skipped touch: write units billed (AWS's rule: the item's size, as the written touch reports it) |"
     );
     println!("|---|---:|---:|---:|---:|");
     for (label, bytes) in [("1 KB", 1_000), ("10 KB", 10_000), ("64 KB", 64_000)] {

@@ -67,6 +67,8 @@ async fn denied_or_refused_requests_are_500s_and_dynamodbs_own_failures_503s() {
         (400, "UnrecognizedClientException", true),
         (400, "SomethingNewException", true),
         (400, "ThrottlingException", false),
+        (400, "TransactionConflictException", false),
+        (400, "ReplicatedWriteConflictException", false),
         (400, "ProvisionedThroughputExceededException", false),
         (400, "RequestLimitExceeded", false),
         (500, "InternalServerError", false),
@@ -103,13 +105,6 @@ async fn a_cancelled_transaction_is_transient_or_permanent_by_its_reasons() {
         let what = reasons.join(",");
         if permanent {
             assert_permanent(&reply, &what);
-        } else if reasons.contains(&"TransactionConflict") {
-            // Another transaction held the membership: the create is refused, to retry.
-            assert_eq!(
-                (reply.status, &reply.json["type"]),
-                (409, &serde_json::json!("urn:session-service:problem:conflict")),
-                "{what}"
-            );
         } else {
             assert_transient(&reply, &what);
         }

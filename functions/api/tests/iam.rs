@@ -137,7 +137,10 @@ async fn the_api_role_allows_exactly_what_the_api_sends() {
     // A merge naming more keys than one UpdateItem takes: read, then a guarded PutItem.
     let many: serde_json::Map<String, serde_json::Value> = (0..60).map(|i| (format!("k{i}"), i.into())).collect();
     let body = serde_json::json!({ "data": many }).to_string();
-    ok(call(&app, &with_body(event_for("merge-session", &id), &body, None)).await, "slow merge");
+    ok(
+        call(&app, &with_body(event_for("merge-session", &id), &body, None)).await,
+        "slow merge",
+    );
     // A rotation with a key, then its retry (the old id gone: the record answers).
     let rotate = with_header(event_for("rotate-session", &id), "idempotency-key", key);
     let rotated = call(&app, &rotate).await;
@@ -153,7 +156,10 @@ async fn the_api_role_allows_exactly_what_the_api_sends() {
         serde_json::from_str(&by_handle.replace(sample_handle.as_str(), &other_handle)).unwrap();
     ok(call(&app, &by_handle).await, "revoke by handle");
     create(&app, r#"{"subject":"user-42"}"#).await;
-    ok(call(&app, &event_for("revoke-subject-sessions", &rotated_id)).await, "revoke all but one");
+    ok(
+        call(&app, &event_for("revoke-subject-sessions", &rotated_id)).await,
+        "revoke all but one",
+    );
     ok(call(&app, &event_for("delete-session", &rotated_id)).await, "delete");
 
     let sent = as_resources(
