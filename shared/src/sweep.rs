@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::error::StoreError;
 use crate::item::{self, EXPIRY_INDEX, attr};
 use crate::model::{Timestamp, expiry_bucket};
-use crate::store::DynamoStore;
+use crate::store::{DynamoStore, Expr};
 
 /// How a sweep runs.
 #[derive(Debug, Clone)]
@@ -136,6 +136,19 @@ const BACKOFF: [Duration; 4] = [
 impl DynamoStore {
     /// Removes the sessions expired at `options.now`; see the [module docs](self).
     pub async fn sweep(&self, options: &SweepOptions) -> Result<SweepSummary, StoreError> {
+        Sweep { store: self, options }.run().await
+    }
+}
+
+/// One sweep: the store it works on and how it runs.
+struct Sweep<'a> {
+    store: &'a DynamoStore,
+    options: &'a SweepOptions,
+}
+
+impl Sweep<'_> {
+    async fn run(&self) -> Result<SweepSummary, StoreError> {
+        let options = self.options;
         let started = Instant::now();
         let mut summary = SweepSummary {
             dry_run: options.dry_run,
@@ -143,17 +156,17 @@ impl DynamoStore {
             ..Default::default()
         };
         let mut buckets = HashSet::new();
-        let shards = self.config().expiry_shards;
+        let shards = self.store.config().expiry_shards;
         let order = (0..shards).map(|i| (options.first_shard % shards + i) % shards);
         'shards: for shard in order {
             let mut start = None;
             loop {
-                if let Some(reason) = self.stop_reason(options, &summary) {
+                if let Some(reason) = self.stop_reason(&summary) {
                     summary.complete = false;
                     summary.stopped_by = Some(reason);
                     break 'shards;
                 }
-                let page = match self.expiry_page(shard, options, start.take()).await {
+                let page = match self.expiry_page(shard, start.take()).await {
                     Ok(page) => page,
                     // Throttled or unavailable past the SDK's retries: stop here and say so;
                     // the next run goes on. A permanent failure fails the invocation.
@@ -184,7 +197,7 @@ impl DynamoStore {
                     }
                 }
                 let outcomes: Vec<(Outcome, f64, f64)> = futures::stream::iter(candidates)
-                    .map(|handle| self.remove_if_expired(handle, options))
+                    .map(|handle| self.remove_if_expired(handle))
                     .buffer_unordered(options.concurrency.max(1))
                     .collect::<Vec<_>>()
                     .await
@@ -236,34 +249,41 @@ impl DynamoStore {
         Ok(summary)
     }
 
-    fn stop_reason(&self, options: &SweepOptions, summary: &SweepSummary) -> Option<StoppedBy> {
-        if options.past_deadline() {
+    fn stop_reason(&self, summary: &SweepSummary) -> Option<StoppedBy> {
+        if self.options.past_deadline() {
             return Some(StoppedBy::TimeBudget);
         }
-        if options.limit.is_some_and(|l| summary.examined >= l) {
+        if self.options.limit.is_some_and(|l| summary.examined >= l) {
             return Some(StoppedBy::Limit);
         }
         None
     }
 
+    /// One page of `shard`'s index entries in buckets up to now, from `start`.
     async fn expiry_page(
         &self,
         shard: u32,
-        options: &SweepOptions,
         start: Option<std::collections::HashMap<String, AttributeValue>>,
     ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StoreError> {
+        let mut e = Expr::default();
+        let condition = format!(
+            "{} = {} AND {} <= {}",
+            e.name(attr::EXPIRY_SHARD),
+            e.num(shard),
+            e.name(attr::EXPIRY_BUCKET),
+            e.num(self.options.now.0)
+        );
         Ok(self
+            .store
             .client()
             .query()
-            .table_name(&self.config().table_name)
+            .table_name(&self.store.config().table_name)
             .index_name(EXPIRY_INDEX)
-            .key_condition_expression("#shard = :shard AND #bucket <= :now")
-            .expression_attribute_names("#shard", attr::EXPIRY_SHARD)
-            .expression_attribute_names("#bucket", attr::EXPIRY_BUCKET)
-            .expression_attribute_values(":shard", AttributeValue::N(shard.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(options.now.0.to_string()))
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
             .set_exclusive_start_key(start)
-            .set_limit(options.page_size)
+            .set_limit(self.options.page_size)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await?)
@@ -271,28 +291,32 @@ impl DynamoStore {
 
     /// Deletes one candidate if it is still expired; re-files it if it is live.
     /// Returns its outcome and the read and write units it cost.
-    async fn remove_if_expired(
-        &self,
-        handle: String,
-        options: &SweepOptions,
-    ) -> Result<(Outcome, f64, f64), StoreError> {
+    async fn remove_if_expired(&self, handle: String) -> Result<(Outcome, f64, f64), StoreError> {
+        let options = self.options;
         if options.past_deadline() {
             return Ok((Outcome::NotReached, 0.0, 0.0));
         }
         if options.dry_run {
-            return self.inspect(handle, options).await;
+            return self.inspect(handle).await;
         }
         let mut attempt = 0;
         loop {
+            let mut e = Expr::default();
+            let condition = format!(
+                "attribute_exists({}) AND {} < {}",
+                e.name(attr::HANDLE),
+                e.name(attr::EXPIRES_AT),
+                e.num(options.now.0)
+            );
             let result = self
+                .store
                 .client()
                 .delete_item()
-                .table_name(&self.config().table_name)
+                .table_name(&self.store.config().table_name)
                 .key(attr::HANDLE, AttributeValue::S(handle.clone()))
-                .condition_expression("attribute_exists(#handle) AND #expires_at < :now")
-                .expression_attribute_names("#handle", attr::HANDLE)
-                .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
-                .expression_attribute_values(":now", AttributeValue::N(options.now.0.to_string()))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(e.names))
+                .set_expression_attribute_values(Some(e.values))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
@@ -311,7 +335,7 @@ impl DynamoStore {
                     Some(old) => {
                         // Re-filing only saves later sweeps a read: if it fails for now,
                         // the bucket stays a lower bound and the next sweep looks again.
-                        let written = match self.refile(item::decode(old)?, options).await {
+                        let written = match self.refile(item::decode(old)?).await {
                             Ok(units) => units,
                             Err(e) if e.is_transient() => {
                                 warn!(error = ?e, "re-filing failed; left for the next sweep");
@@ -342,26 +366,31 @@ impl DynamoStore {
 
     /// Moves a live candidate's index entry to its current expiry's bucket, if
     /// that is later and nothing changed meanwhile. Returns the write units used.
-    async fn refile(&self, record: item::Record, options: &SweepOptions) -> Result<f64, StoreError> {
-        let bucket = expiry_bucket(record.session.expires_at, self.config().expiry_bucket_seconds);
-        if bucket <= record.expiry_bucket || bucket <= options.now.0 {
+    async fn refile(&self, record: item::Record) -> Result<f64, StoreError> {
+        let config = self.store.config();
+        let bucket = expiry_bucket(record.session.expires_at, config.expiry_bucket_seconds);
+        if bucket <= record.expiry_bucket || bucket <= self.options.now.0 {
             return Ok(0.0);
         }
+        let mut e = Expr::default();
+        let update = format!("SET {} = {}", e.name(attr::EXPIRY_BUCKET), e.num(bucket));
+        let condition = format!(
+            "{} = {} AND {} = {}",
+            e.name(attr::EXPIRES_AT),
+            e.num(record.session.expires_at.0),
+            e.name(attr::EXPIRY_BUCKET),
+            e.num(record.expiry_bucket)
+        );
         let result = self
+            .store
             .client()
             .update_item()
-            .table_name(&self.config().table_name)
+            .table_name(&config.table_name)
             .set_key(Some(item::key(&record.session.handle)))
-            .update_expression("SET #bucket = :bucket")
-            .condition_expression("#expires_at = :expires_at AND #bucket = :old")
-            .expression_attribute_names("#bucket", attr::EXPIRY_BUCKET)
-            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
-            .expression_attribute_values(":bucket", AttributeValue::N(bucket.to_string()))
-            .expression_attribute_values(":old", AttributeValue::N(record.expiry_bucket.to_string()))
-            .expression_attribute_values(
-                ":expires_at",
-                AttributeValue::N(record.session.expires_at.0.to_string()),
-            )
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
@@ -379,14 +408,17 @@ impl DynamoStore {
     }
 
     /// Dry run: reads a candidate's expiry and reports what a sweep would do.
-    async fn inspect(&self, handle: String, options: &SweepOptions) -> Result<(Outcome, f64, f64), StoreError> {
+    async fn inspect(&self, handle: String) -> Result<(Outcome, f64, f64), StoreError> {
+        let mut e = Expr::default();
+        let projection = e.name(attr::EXPIRES_AT);
         let out = self
+            .store
             .client()
             .get_item()
-            .table_name(&self.config().table_name)
+            .table_name(&self.store.config().table_name)
             .key(attr::HANDLE, AttributeValue::S(handle))
-            .projection_expression("#expires_at")
-            .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
+            .projection_expression(projection)
+            .set_expression_attribute_names(Some(e.names))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await?;
@@ -397,7 +429,7 @@ impl DynamoStore {
             .and_then(|v| v.as_n().ok());
         let outcome = match expires_at.and_then(|n| n.parse::<i64>().ok()) {
             None => Outcome::Gone,
-            Some(e) if options.now.0 > e => Outcome::Deleted,
+            Some(e) if self.options.now.0 > e => Outcome::Deleted,
             Some(_) => Outcome::Live,
         };
         Ok((outcome, read, 0.0))

@@ -1,0 +1,123 @@
+//! The DynamoDB session store: one request per single-session operation in
+//! the common case, every write conditional so nothing deleted or expired is
+//! ever brought back. By concern:
+//!
+//! - this file: the store, reads and deletes;
+//! - [`create`]: new sessions (a PutItem, or a transaction with their registry items);
+//! - [`write`]: activity writes (replace, merge, touch) and their fast and slow paths;
+//! - [`rotate`]: rotation, one transaction;
+//! - [`owners`]: an owner's sessions: listing, revoking one, revoking all;
+//! - [`transact`]: the transactions of create and rotate, and idempotent replays;
+//! - [`expr`]: expression placeholders.
+
+mod create;
+mod expr;
+mod owners;
+mod rotate;
+mod transact;
+mod write;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::warn;
+
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::id::{Handle, SessionId};
+use crate::item::{self, Record, attr};
+use crate::model::{Session, Timestamp};
+
+pub(crate) use expr::Expr;
+pub use owners::SubjectPage;
+
+/// Attempts at a write whose item keeps changing underneath it.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// The session store on one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    config: Config,
+}
+
+impl DynamoStore {
+    /// A store on `config.table_name` using `client`.
+    pub fn new(client: Client, config: Config) -> Self {
+        Self { client, config }
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The DynamoDB client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Readies the client before the first request: resolves credentials and
+    /// the endpoint and opens the connection (DNS, TCP, TLS) with one eventually
+    /// consistent GetItem of a key no session can have (handles are 64 hex digits).
+    /// Called during a Lambda's init, which runs at full CPU whatever the memory
+    /// size. Returns whether DynamoDB answered; a failure only costs the first
+    /// request the set-up it would have paid anyway.
+    pub async fn warm_up(&self) -> bool {
+        let result = self
+            .client
+            .get_item()
+            .table_name(&self.config.table_name)
+            .key(attr::HANDLE, AttributeValue::S("warm-up".into()))
+            .projection_expression("#handle")
+            .expression_attribute_names("#handle", attr::HANDLE)
+            .send()
+            .await;
+        if let Err(e) = &result {
+            warn!(error = ?e, "warm-up request failed; the first request will set up the connection");
+        }
+        result.is_ok()
+    }
+
+    /// Reads a live session: one GetItem. Expired sessions are not found, even
+    /// before DynamoDB's TTL has deleted them.
+    pub async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Session, StoreError> {
+        let record = self.read(&id.handle()).await?;
+        if record.session.is_expired(now) {
+            return Err(StoreError::NotFound);
+        }
+        Ok(record.session)
+    }
+
+    async fn read(&self, handle: &Handle) -> Result<Record, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.config.table_name)
+            .set_key(Some(item::key(handle)))
+            .consistent_read(self.config.consistent_reads)
+            .send()
+            .await?;
+        item::decode(out.item.ok_or(StoreError::NotFound)?)
+    }
+
+    /// Deletes a session; deleting one that does not exist succeeds too. Its owner's
+    /// membership stays until TTL removes it (listings skip it).
+    pub async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.config.table_name)
+            .set_key(Some(item::key(&id.handle())))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether `item` was written by the write named `write`.
+fn written_by(item: Option<&HashMap<String, AttributeValue>>, write: &str) -> bool {
+    item.and_then(|i| i.get(attr::WRITE_TOKEN))
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|t| t == write)
+}

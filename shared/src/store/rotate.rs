@@ -1,0 +1,102 @@
+//! Rotation: the old id's item deleted and the new one's written in one
+//! transaction, with the owner's membership moved and the revocation lock checked.
+
+use aws_sdk_dynamodb::types::{Delete, Put, ReturnValuesOnConditionCheckFailure};
+
+use super::MAX_ATTEMPTS;
+use super::expr::Expr;
+use super::transact::{Parts, Transacted};
+use crate::error::StoreError;
+use crate::id::{SessionId, random_token};
+use crate::item::{self, Record, attr};
+use crate::model::{Issued, Subject, Timestamp};
+use crate::registry::IdempotencyKey;
+use crate::store::DynamoStore;
+
+impl DynamoStore {
+    /// Replaces a session by one with a new id, the same family, data (if
+    /// `keep_data`), creation time and absolute expiry, owned by `subject` if given
+    /// (a login) or by the same owner. One TransactWriteItems deletes the old item
+    /// and writes the new one, so exactly one of them exists at any time; it also
+    /// moves the owner's membership, checks that no revoke of the old owner's
+    /// sessions is under way, and writes the idempotency record, if any.
+    pub async fn rotate(
+        &self,
+        id: &SessionId,
+        keep_data: bool,
+        subject: Option<Subject>,
+        idempotency: Option<&IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<Issued, StoreError> {
+        let handle = id.handle();
+        let mut known: Option<Record> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let record = match known.take() {
+                Some(record) => Ok(record),
+                None => self.read(&handle).await,
+            };
+            let record = match record {
+                Ok(record) if !record.session.is_expired(now) => record,
+                Ok(_) => return Err(StoreError::NotFound),
+                // A retry of a rotation that happened finds the old id gone, and the record.
+                Err(StoreError::NotFound) => return self.replay_or_not_found(idempotency, now).await,
+                Err(e) => return Err(e),
+            };
+            let old = &record.session;
+            let new_id = SessionId::generate()?;
+            let write = random_token()?;
+            let next = old.rotated(&new_id, keep_data, subject.clone(), now);
+            let mut parts = Parts::default();
+            let mut e = Expr::default();
+            let condition = format!(
+                "{} = {} AND {} >= {}",
+                e.name(attr::VERSION),
+                e.num(old.version),
+                e.name(attr::EXPIRES_AT),
+                e.num(now.0)
+            );
+            parts.delete_session = parts.push(
+                Delete::builder()
+                    .table_name(&self.config.table_name)
+                    .set_key(Some(item::key(&old.handle)))
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(Some(e.names))
+                    .set_expression_attribute_values(Some(e.values))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build()?,
+            );
+            let mut e = Expr::default();
+            parts.put_session = parts.push(
+                Put::builder()
+                    .table_name(&self.config.table_name)
+                    .set_item(Some(item::encode(&next, None, &write, &self.config)))
+                    .condition_expression(format!("attribute_not_exists({})", e.name(attr::HANDLE)))
+                    .set_expression_attribute_names(Some(e.names))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build()?,
+            );
+            if let Some(owner) = &old.subject {
+                parts.lock_check = parts.push(self.check_not_revoking(owner, &old.family, now)?);
+                parts.push(self.delete_membership(old, owner)?);
+            }
+            if let Some(owner) = &next.subject {
+                parts.push(self.put_membership(&next, owner)?);
+            }
+            if let Some(key) = idempotency {
+                parts.idempotency = parts.push(self.put_idempotency_record(key, &new_id, now)?);
+            }
+            match self.transact(parts, &write, idempotency, now).await? {
+                Transacted::Done => {
+                    return Ok(Issued {
+                        id: new_id,
+                        session: next,
+                    });
+                }
+                Transacted::Replayed(issued) => return Ok(issued),
+                // The old session changed, expired or went away: look again.
+                Transacted::Refused(old) => known = old.map(item::decode).transpose()?,
+            }
+        }
+        Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
+    }
+}
