@@ -21,6 +21,13 @@ fn owned(subject: &Subject) -> NewSession {
     }
 }
 
+/// `store` with no time to revoke: every revoke-all stops unfinished, holding its lock.
+fn hurried(store: &DynamoStore) -> DynamoStore {
+    let mut config = store.config().clone();
+    config.revoke_budget = std::time::Duration::ZERO;
+    DynamoStore::new(store.client().clone(), config)
+}
+
 /// `count` new sessions of `subject`, one after another.
 async fn create_owned(store: &DynamoStore, subject: &Subject, count: usize, now: Timestamp) -> Vec<SessionId> {
     let mut ids = Vec::new();
@@ -183,9 +190,7 @@ async fn except_keeps_the_current_session_and_its_rotations_alive() {
 #[tokio::test]
 async fn a_concurrent_revoke_that_spares_a_session_cannot_spare_it_from_one_that_spares_none() {
     let store = store(&Faults::default()).await;
-    let mut config = store.config().clone();
-    config.revoke_budget = std::time::Duration::ZERO;
-    let hurried = DynamoStore::new(store.client().clone(), config);
+    let hurried = hurried(&store);
     let alice = Subject::parse("alice").unwrap();
     let now = Timestamp::now();
     let current = store.create(owned(&alice), None, now).await.unwrap().id;
@@ -339,9 +344,7 @@ async fn revoking_by_handle_reaches_only_that_owners_session() {
 #[tokio::test]
 async fn a_revoke_out_of_time_says_so_bars_rotations_and_a_repeat_finishes_it() {
     let store = store(&Faults::default()).await;
-    let mut config = store.config().clone();
-    config.revoke_budget = std::time::Duration::ZERO;
-    let hurried = DynamoStore::new(store.client().clone(), config);
+    let hurried = hurried(&store);
     let alice = Subject::parse("alice").unwrap();
     let now = Timestamp::now();
     let ids = create_owned(&store, &alice, 3, now).await;
