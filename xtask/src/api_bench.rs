@@ -141,8 +141,8 @@ pub async fn run() -> Result<(), Error> {
     let table = config.table_name.clone();
     let clock = Arc::new(ManualClock::new());
     let app = App {
-        store: DynamoStore::new(client.clone(), config),
         clock: clock.clone(),
+        ..App::new(DynamoStore::new(client.clone(), config))
     };
     let events = Events::load()?;
 

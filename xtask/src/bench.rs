@@ -317,9 +317,11 @@ pub async fn audit_throughput() -> Result<(), BoxError> {
     println!("| batch size | batches | records | seconds | records/s |");
     println!("|---:|---:|---:|---:|---:|");
     for (size, batches) in [(100usize, 20usize), (1_000, 4)] {
-        let auditor = audit::Auditor {
-            log: AuditLog::new(client.clone(), testkit::fresh_table(&client, "AuditTable").await, 90),
-        };
+        let auditor = audit::Auditor::new(AuditLog::new(
+            client.clone(),
+            testkit::fresh_table(&client, "AuditTable").await,
+            90,
+        ));
         let events: Vec<Event> = (0..batches)
             .map(|b| {
                 let mut event = sample.clone();

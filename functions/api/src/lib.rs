@@ -4,16 +4,18 @@
 pub mod problem;
 pub mod routes;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_support::metrics::{FUNCTION, Metrics, Unit};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use session_store::{
     Clock, DataPatch, DynamoStore, Handle, IdempotencyKey, Issued, NewSession, Session, SessionData, SessionId,
-    StoreError, Subject, SystemClock,
+    StoreError, Subject, SystemClock, store::Lookup,
 };
 use tracing::{error, info, warn};
 
@@ -33,15 +35,43 @@ pub struct App {
     pub store: DynamoStore,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Where each request's metrics go.
+    pub metrics: Metrics,
 }
 
 impl App {
-    /// An app on `store` with the system clock.
+    /// An app on `store` with the system clock, writing metrics to standard output
+    /// in the default namespace.
     pub fn new(store: DynamoStore) -> Self {
         Self {
             store,
             clock: Arc::new(SystemClock),
+            metrics: Metrics::new(lambda_support::metrics::DEFAULT_NAMESPACE, "api"),
         }
+    }
+}
+
+/// What a request did to sessions, for its metrics; set at most once, by the handler.
+#[derive(Default)]
+struct Tally(OnceLock<Counted>);
+
+/// A session event a request's metrics count.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    /// A session was created (`SessionsCreated`).
+    Created,
+    /// A session was rotated (`SessionsRotated`).
+    Rotated,
+    /// A read found the session expired (`ExpiredReads`).
+    ExpiredRead,
+    /// Sessions were revoked (`SessionsRevoked`), by cause: `logout` (its holder
+    /// deleted it), `revoke_one` (its owner revoked it by handle), `revoke_all`.
+    Revoked(&'static str, u64),
+}
+
+impl Tally {
+    fn count(&self, counted: Counted) {
+        let _ = self.0.set(counted);
     }
 }
 
@@ -55,36 +85,86 @@ pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, std::
         "" => request.uri().path().to_owned(),
         raw => raw.to_owned(),
     };
+    let started = Instant::now();
     let target = Target::parse(&path);
     let route = target.as_ref().map_or("-", Target::template);
     // A fingerprint, never the id itself: ids are bearer secrets.
     let session = target.as_ref().and_then(Target::session_id).map(SessionId::fingerprint);
+    let tally = Tally::default();
     let reply = match target {
         None => Err(Problem::no_route(&path)),
-        Some(target) => route_to(app, &method, target, &request).await,
+        Some(target) => route_to(app, &method, target, &request, &tally).await,
     };
     let response = reply.unwrap_or_else(problem_response);
     let status = response.status().as_u16();
     info!(method = %method, route, status, session = session.as_deref().unwrap_or("-"), "request");
+    emit_metrics(app, &method, route, status, started, &tally);
     Ok(response)
 }
 
-async fn route_to(app: &App, method: &Method, target: Target, request: &Request) -> Reply {
+/// The request's metrics: `Requests`, `ClientErrors`, `ServerErrors` and `Latency` by
+/// route and for the function; `PermanentFaults` (500) and `Unavailable` (503); and
+/// what it did to sessions. `Route` is the route template ("GET /sessions/{id}"),
+/// never the path, which holds a session id.
+fn emit_metrics(app: &App, method: &Method, route: &str, status: u16, started: Instant, tally: &Tally) {
+    const BY_ROUTE: &[&[&str]] = &[&["Route"], &[FUNCTION]];
+    const BY_FUNCTION: &[&[&str]] = &[&[FUNCTION]];
+    let mut document = app.metrics.document();
+    // Known methods only, so that no request can make up dimension values.
+    let route = match method.as_str() {
+        _ if route == "-" => "-".to_owned(),
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => format!("{method} {route}"),
+        _ => format!("OTHER {route}"),
+    };
+    document
+        .dimension("Route", &route)
+        .count(BY_ROUTE, "Requests", 1)
+        .count(BY_ROUTE, "ClientErrors", u64::from((400..500).contains(&status)))
+        .count(BY_ROUTE, "ServerErrors", u64::from(status >= 500))
+        .metric(
+            BY_ROUTE,
+            "Latency",
+            started.elapsed().as_secs_f64() * 1000.0,
+            Unit::Milliseconds,
+        )
+        .count(BY_FUNCTION, "PermanentFaults", u64::from(status == 500))
+        .count(BY_FUNCTION, "Unavailable", u64::from(status == 503));
+    match tally.0.get() {
+        None => {}
+        Some(Counted::Created) => {
+            document.count(BY_FUNCTION, "SessionsCreated", 1);
+        }
+        Some(Counted::Rotated) => {
+            document.count(BY_FUNCTION, "SessionsRotated", 1);
+        }
+        Some(Counted::ExpiredRead) => {
+            document.count(BY_FUNCTION, "ExpiredReads", 1);
+        }
+        Some(Counted::Revoked(cause, revoked)) => {
+            document
+                .dimension("Cause", cause)
+                .count(&[&["Cause"]], "SessionsRevoked", *revoked);
+        }
+    }
+    app.metrics.emit(document);
+}
+
+async fn route_to(app: &App, method: &Method, target: Target, request: &Request, tally: &Tally) -> Reply {
     use Target::*;
     match (method.as_str(), target) {
         ("GET", Health) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        ("POST", Sessions) => create(app, request).await,
-        ("GET", Session(id)) => get(app, &known(id)?).await,
+        ("POST", Sessions) => create(app, request, tally).await,
+        ("GET", Session(id)) => get(app, &known(id)?, tally).await,
         ("PUT", Session(id)) => replace(app, &known(id)?, request).await,
         ("PATCH", Session(id)) => merge(app, &known(id)?, request).await,
-        ("DELETE", Session(id)) => delete(app, &known(id)?).await,
+        ("DELETE", Session(id)) => delete(app, &known(id)?, tally).await,
         ("POST", Touch(id)) => touch(app, &known(id)?).await,
-        ("POST", Rotate(id)) => rotate(app, &known(id)?, request).await,
+        ("POST", Rotate(id)) => rotate(app, &known(id)?, request, tally).await,
         ("GET", SubjectSessions(subject)) => list(app, &subject_of(subject)?, request).await,
-        ("DELETE", SubjectSessions(subject)) => revoke(app, &subject_of(subject)?, request).await,
+        ("DELETE", SubjectSessions(subject)) => revoke(app, &subject_of(subject)?, request, tally).await,
         ("DELETE", SubjectSession(subject, handle)) => {
             let subject = subject_of(subject)?;
-            revoke_one(app, &subject, &handle.ok_or_else(Problem::session_not_found)?).await
+            revoke_one(app, &subject, &handle.ok_or_else(Problem::session_not_found)?, tally).await
         }
         (_, target) => Err(Problem::method_not_allowed(target.allowed_methods())),
     }
@@ -161,7 +241,7 @@ fn keep_data_by_default() -> bool {
     true
 }
 
-async fn create(app: &App, request: &Request) -> Reply {
+async fn create(app: &App, request: &Request, tally: &Tally) -> Reply {
     let body: CreateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
     let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
     // A key names a record only for the principal that sent it: another caller
@@ -180,12 +260,18 @@ async fn create(app: &App, request: &Request) -> Reply {
         .await
         .map_err(store_error)?;
     info!(session = %issued.session.handle.fingerprint(), "created");
+    tally.count(Counted::Created);
     issued_response(&issued)
 }
 
-async fn get(app: &App, id: &SessionId) -> Reply {
-    let session = app.store.get(id, app.clock.now()).await.map_err(store_error)?;
-    session_response(StatusCode::OK, &session)
+async fn get(app: &App, id: &SessionId, tally: &Tally) -> Reply {
+    match app.store.lookup(id, app.clock.now()).await.map_err(store_error)? {
+        Lookup::Live(session) => session_response(StatusCode::OK, &session),
+        Lookup::Expired => {
+            tally.count(Counted::ExpiredRead);
+            Err(Problem::session_not_found())
+        }
+    }
 }
 
 async fn replace(app: &App, id: &SessionId, request: &Request) -> Reply {
@@ -223,18 +309,20 @@ async fn merge(app: &App, id: &SessionId, request: &Request) -> Reply {
     session_response(StatusCode::OK, &session)
 }
 
-async fn revoke_one(app: &App, subject: &Subject, handle: &Handle) -> Reply {
+async fn revoke_one(app: &App, subject: &Subject, handle: &Handle, tally: &Tally) -> Reply {
     app.store
         .revoke_one(subject, handle, app.clock.now())
         .await
         .map_err(store_error)?;
     info!(session = %handle.fingerprint(), "revoked by handle");
+    tally.count(Counted::Revoked("revoke_one", 1));
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-async fn delete(app: &App, id: &SessionId) -> Reply {
+async fn delete(app: &App, id: &SessionId, tally: &Tally) -> Reply {
     app.store.delete(id).await.map_err(store_error)?;
     info!(session = %id.fingerprint(), "deleted");
+    tally.count(Counted::Revoked("logout", 1));
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -243,7 +331,7 @@ async fn touch(app: &App, id: &SessionId) -> Reply {
     session_response(StatusCode::OK, &session)
 }
 
-async fn rotate(app: &App, id: &SessionId, request: &Request) -> Reply {
+async fn rotate(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> Reply {
     let body: RotateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
     let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
     // Scoped by the old id itself (only the digest of scope and key is stored):
@@ -256,6 +344,7 @@ async fn rotate(app: &App, id: &SessionId, request: &Request) -> Reply {
         .await
         .map_err(store_error)?;
     info!(session = %id.fingerprint(), new_session = %issued.session.handle.fingerprint(), "rotated");
+    tally.count(Counted::Rotated);
     issued_response(&issued)
 }
 
@@ -327,7 +416,7 @@ async fn list(app: &App, subject: &Subject, request: &Request) -> Reply {
     )
 }
 
-async fn revoke(app: &App, subject: &Subject, request: &Request) -> Reply {
+async fn revoke(app: &App, subject: &Subject, request: &Request, tally: &Tally) -> Reply {
     let query = request.query_string_parameters();
     let except = match query.first("except") {
         None => None,
@@ -339,6 +428,7 @@ async fn revoke(app: &App, subject: &Subject, request: &Request) -> Reply {
         .await
         .map_err(store_error)?;
     info!(revoked, "revoked an owner's sessions");
+    tally.count(Counted::Revoked("revoke_all", revoked));
     json(StatusCode::OK, &serde_json::json!({ "revoked": revoked }))
 }
 

@@ -3,15 +3,20 @@
 use api::{App, handle};
 use lambda_http::{Error, run, service_fn};
 use lambda_support as runtime;
+use lambda_support::metrics::Metrics;
 use session_store::{Config, DynamoStore};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let client = aws_sdk_dynamodb::Client::new(&runtime::sdk_config().await);
-    let store = DynamoStore::new(client, config);
+    let metrics = Metrics::from_env("api");
+    let store = DynamoStore::new(runtime::dynamodb_client(&metrics).await, config);
     store.warm_up().await;
-    let app = App::new(store);
+    metrics.dynamodb_calls().take(); // the warm-up belongs to no request
+    let app = App {
+        metrics,
+        ..App::new(store)
+    };
     run(service_fn(|request| handle(&app, request))).await
 }

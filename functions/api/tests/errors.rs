@@ -18,8 +18,8 @@ use session_testkit::{self as testkit, Faults, ManualClock};
 async fn app_with(faults: &Faults) -> api::App {
     let (plain, _) = testkit::store(|_| {}).await;
     api::App {
-        store: DynamoStore::new(testkit::faulty_client(faults), plain.config().clone()),
         clock: Arc::new(ManualClock::new()),
+        ..api::App::new(DynamoStore::new(testkit::faulty_client(faults), plain.config().clone()))
     }
 }
 
@@ -47,8 +47,8 @@ async fn a_table_that_does_not_exist_is_a_500_not_a_retry() {
     let mut config: Config = plain.config().clone();
     config.table_name = format!("{}-missing", config.table_name);
     let app = api::App {
-        store: DynamoStore::new(plain.client().clone(), config),
         clock: Arc::new(ManualClock::new()),
+        ..api::App::new(DynamoStore::new(plain.client().clone(), config))
     };
     for name in ["get-session", "create-session", "touch-session", "delete-session"] {
         assert_permanent(&call(&app, &event(name)).await, name);
@@ -120,8 +120,8 @@ async fn no_answer_at_all_is_a_503() {
             .build(),
     );
     let app = api::App {
-        store: DynamoStore::new(client, Config::for_table("sessions")),
         clock: Arc::new(ManualClock::new()),
+        ..api::App::new(DynamoStore::new(client, Config::for_table("sessions")))
     };
     assert_transient(&call(&app, &event("get-session")).await, "connection refused");
 }

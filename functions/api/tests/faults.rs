@@ -17,8 +17,8 @@ use session_testkit::{ManualClock, mocked_client};
 
 fn app_on(client: Client) -> api::App {
     api::App {
-        store: DynamoStore::new(client, Config::for_table("sessions")),
         clock: Arc::new(ManualClock::new()),
+        ..api::App::new(DynamoStore::new(client, Config::for_table("sessions")))
     }
 }
 

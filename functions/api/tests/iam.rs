@@ -118,8 +118,8 @@ async fn the_api_role_allows_exactly_what_the_api_sends() {
     // As main.rs starts it.
     store.warm_up().await;
     let app = api::App {
-        store,
         clock: Arc::new(ManualClock::new()),
+        ..api::App::new(store)
     };
     let key = "4d1f8a36-5c2b-4e0f-9a7d-2b6c1e3f5a90";
     let ok = |reply: Reply, what: &str| assert!(reply.status < 300, "{what}: {} {}", reply.status, reply.json);
@@ -190,8 +190,8 @@ async fn the_sweeper_role_allows_exactly_what_the_sweeper_sends() {
     clock.advance(700);
     let (client, recorder) = testkit::recording_client();
     let sweeper = sweeper::Sweeper {
-        store: DynamoStore::new(client, config.clone()),
         clock,
+        ..sweeper::Sweeper::new(DynamoStore::new(client, config.clone()))
     };
     let invoke = |name: &str| {
         let text = std::fs::read_to_string(repo_root().join(format!("events/{name}.json"))).unwrap();
@@ -213,9 +213,7 @@ async fn the_audit_role_allows_exactly_what_the_audit_sends_and_its_stream_needs
     let (setup, _) = testkit::client();
     let table = testkit::fresh_table(&setup, "AuditTable").await;
     let (client, recorder) = testkit::recording_client();
-    let auditor = audit::Auditor {
-        log: session_store::audit::AuditLog::new(client, table.clone(), 90),
-    };
+    let auditor = audit::Auditor::new(session_store::audit::AuditLog::new(client, table.clone(), 90));
     for name in ["audit-user-delete", "audit-ttl-delete", "audit-batch-with-poison"] {
         let text = std::fs::read_to_string(repo_root().join(format!("events/{name}.json"))).unwrap();
         let batch: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&text).unwrap();

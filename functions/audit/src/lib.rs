@@ -6,6 +6,7 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
+use lambda_support::metrics::{FUNCTION, Metrics, Unit};
 use session_store::audit::{AuditLog, AuditRecord};
 use session_store::{StoreError, Timestamp, item};
 use tracing::{error, info, warn};
@@ -17,6 +18,18 @@ const CONCURRENCY: usize = 32;
 pub struct Auditor {
     /// The audit table.
     pub log: AuditLog,
+    /// Where each batch's metrics go.
+    pub metrics: Metrics,
+}
+
+impl Auditor {
+    /// An auditor writing to `log`, and its metrics to standard output in the default namespace.
+    pub fn new(log: AuditLog) -> Self {
+        Self {
+            log,
+            metrics: Metrics::new(lambda_support::metrics::DEFAULT_NAMESPACE, "audit"),
+        }
+    }
 }
 
 /// What became of one stream record.
@@ -38,6 +51,7 @@ pub async fn handle(auditor: &Auditor, event: LambdaEvent<Event>) -> Result<Dyna
         .buffered(CONCURRENCY)
         .collect()
         .await;
+    emit_metrics(auditor, records, &outcomes);
     // Retrying cannot help (a missing table, a denied write): fail the invocation,
     // so the errors alarm fires; Lambda retries the batch as for any failure.
     if let Some(first) = outcomes.iter().position(|o| matches!(o, Err(e) if !e.is_transient()))
@@ -68,6 +82,29 @@ pub async fn handle(auditor: &Auditor, event: LambdaEvent<Event>) -> Result<Dyna
         "batch audited"
     );
     Ok(response)
+}
+
+/// The batch's metrics: `AuditRecordsWritten`, `AuditDuplicates`, `AuditSkipped`,
+/// and `StreamLag`, the age of its oldest record (how far behind the stream the
+/// audit is).
+fn emit_metrics(auditor: &Auditor, records: &[EventRecord], outcomes: &[Result<Outcome, StoreError>]) {
+    const BY_FUNCTION: &[&[&str]] = &[&[FUNCTION]];
+    let count = |o: Outcome| outcomes.iter().filter(|r| matches!(r, Ok(x) if *x == o)).count() as u64;
+    let mut document = auditor.metrics.document();
+    document
+        .count(BY_FUNCTION, "AuditRecordsWritten", count(Outcome::Written))
+        .count(BY_FUNCTION, "AuditDuplicates", count(Outcome::Duplicate))
+        .count(BY_FUNCTION, "AuditSkipped", count(Outcome::Skipped));
+    let oldest = records
+        .iter()
+        .map(|r| r.change.approximate_creation_date_time.timestamp_millis())
+        .min();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    if let (Some(oldest), Ok(now)) = (oldest, now) {
+        let lag = (now.as_millis() as i64).saturating_sub(oldest).max(0);
+        document.metric(BY_FUNCTION, "StreamLag", lag as f64, Unit::Milliseconds);
+    }
+    auditor.metrics.emit(document);
 }
 
 /// Audits one stream record.

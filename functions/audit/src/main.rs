@@ -3,14 +3,17 @@
 use audit::{Auditor, handle};
 use lambda_runtime::{Error, run, service_fn};
 use lambda_support as runtime;
+use lambda_support::metrics::Metrics;
 use session_store::audit::AuditLog;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
-    let client = aws_sdk_dynamodb::Client::new(&runtime::sdk_config().await);
+    let metrics = Metrics::from_env("audit");
+    let client = runtime::dynamodb_client(&metrics).await;
     let auditor = Auditor {
-        log: AuditLog::from_lookup(client, |name| std::env::var(name).ok())?,
+        metrics,
+        ..Auditor::new(AuditLog::from_lookup(client, |name| std::env::var(name).ok())?)
     };
     run(service_fn(|event| handle(&auditor, event))).await
 }

@@ -15,9 +15,7 @@ use session_testkit::{self as testkit, Faults};
 async fn auditors(faults: &Faults) -> (Auditor, Auditor, aws_sdk_dynamodb::Client) {
     let (client, _) = testkit::client();
     let plain = auditor(&client).await;
-    let faulty = Auditor {
-        log: AuditLog::new(testkit::faulty_client(faults), plain.log.table(), 90),
-    };
+    let faulty = Auditor::new(AuditLog::new(testkit::faulty_client(faults), plain.log.table(), 90));
     (plain, faulty, client)
 }
 
@@ -90,9 +88,11 @@ async fn a_permanent_failure_fails_the_invocation_so_the_errors_alarm_fires() {
     assert_eq!(recorded(&client, &plain).await, event_ids(0..4));
 
     // The audit table missing (a wrong AUDIT_TABLE): the same.
-    let nowhere = Auditor {
-        log: AuditLog::new(client.clone(), format!("{}-missing", plain.log.table()), 90),
-    };
+    let nowhere = Auditor::new(AuditLog::new(
+        client.clone(),
+        format!("{}-missing", plain.log.table()),
+        90,
+    ));
     assert!(
         audit::handle(&nowhere, LambdaEvent::new(batch.clone(), Context::default()))
             .await

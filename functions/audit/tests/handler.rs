@@ -80,9 +80,7 @@ async fn a_failed_write_in_mid_batch_is_reported_by_its_sequence_number() {
         &[&fail, &succeed],
         aws_sdk_dynamodb::config::retry::RetryConfig::disabled(),
     );
-    let auditor = Auditor {
-        log: AuditLog::new(client, "audit", 90),
-    };
+    let auditor = Auditor::new(AuditLog::new(client, "audit", 90));
     let response = run(&auditor, &batch).await;
     assert_eq!(reported(&response), [batch.records[2].change.sequence_number.clone()]);
     assert_eq!(
@@ -90,4 +88,52 @@ async fn a_failed_write_in_mid_batch_is_reported_by_its_sequence_number() {
         4,
         "the others were written (those after it are deduplicated on retry)"
     );
+}
+
+#[tokio::test]
+async fn each_batch_writes_its_outcomes_and_stream_lag_as_one_emf_document() {
+    use lambda_support::metrics::Metrics;
+    use session_testkit::emf::{self, Captured};
+    let (client, _) = testkit::client();
+    let captured = Captured::default();
+    let auditor = Auditor {
+        metrics: Metrics::new("SessionService/test", "audit").with_sink(captured.sink()),
+        ..auditor(&client).await
+    };
+    // Two deletions and two poison records, the oldest written to the stream 5 s ago.
+    let text = std::fs::read_to_string(testkit::repo_root().join("events/audit-batch-with-poison.json")).unwrap();
+    let mut batch: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (i, record) in batch["Records"].as_array_mut().unwrap().iter_mut().enumerate() {
+        record["dynamodb"]["ApproximateCreationDateTime"] = serde_json::Value::from(now - 5 + i as u64);
+    }
+    let batch: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(batch).unwrap();
+    let by_function = [("Function", "audit")];
+    for (run_number, (written, duplicates)) in [(2.0, 0.0), (0.0, 2.0)].into_iter().enumerate() {
+        assert!(run(&auditor, &batch).await.batch_item_failures.is_empty());
+        let documents = captured.take();
+        assert_eq!(documents.len(), 1, "one document a batch: {documents:?}");
+        let document = &documents[0];
+        let value = |name| emf::value(document, name, &by_function);
+        assert_eq!(
+            value("AuditRecordsWritten"),
+            Some(written),
+            "run {run_number}: {document}"
+        );
+        assert_eq!(
+            value("AuditDuplicates"),
+            Some(duplicates),
+            "run {run_number}: {document}"
+        );
+        assert_eq!(value("AuditSkipped"), Some(2.0), "run {run_number}: {document}");
+        assert_eq!(value("DynamoDbThrottles"), Some(0.0), "{document}");
+        let lag = value("StreamLag").expect("the batch's stream lag");
+        assert!(
+            (5_000.0..3_600_000.0).contains(&lag),
+            "the oldest record's age: {lag} ms"
+        );
+    }
 }

@@ -80,8 +80,8 @@ async fn no_table_and_no_stream_record_holds_a_session_id() {
     let config = testkit::fresh_config(&client).await;
     let clock = Arc::new(ManualClock::new());
     let app = api::App {
-        store: DynamoStore::new(client.clone(), config.clone()),
         clock: clock.clone(),
+        ..api::App::new(DynamoStore::new(client.clone(), config.clone()))
     };
     let mut ids: Vec<String> = Vec::new();
     let mut issued = |(status, json): (u16, Value)| {

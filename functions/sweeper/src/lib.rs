@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Error, LambdaEvent};
+use lambda_support::metrics::{FUNCTION, Metrics, Unit};
 use serde::Deserialize;
 use serde_json::Value;
 use session_store::sweep::{SweepOptions, SweepSummary};
@@ -21,14 +22,18 @@ pub struct Sweeper {
     pub store: DynamoStore,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Where each run's metrics go.
+    pub metrics: Metrics,
 }
 
 impl Sweeper {
-    /// A sweeper on `store` with the system clock.
+    /// A sweeper on `store` with the system clock, writing metrics to standard
+    /// output in the default namespace.
     pub fn new(store: DynamoStore) -> Self {
         Self {
             store,
             clock: Arc::new(SystemClock),
+            metrics: Metrics::new(lambda_support::metrics::DEFAULT_NAMESPACE, "sweeper"),
         }
     }
 }
@@ -53,7 +58,36 @@ pub async fn handle(sweeper: &Sweeper, event: LambdaEvent<Value>) -> Result<Swee
         deadline: deadline(event.context.deadline),
         ..SweepOptions::at(sweeper.clock.now())
     };
-    Ok(sweeper.store.sweep(&options).await?)
+    let swept = sweeper.store.sweep(&options).await;
+    emit_metrics(sweeper, &swept);
+    Ok(swept?)
+}
+
+/// The run's metrics: `SweepExamined`, `SweepDeleted`, `SweepDuration` and
+/// `SweepComplete` (1 when it got through every due candidate; 0 when it stopped
+/// early or failed). A dry run changes nothing and reports only its DynamoDB requests.
+fn emit_metrics(sweeper: &Sweeper, swept: &Result<SweepSummary, session_store::StoreError>) {
+    const BY_FUNCTION: &[&[&str]] = &[&[FUNCTION]];
+    let mut document = sweeper.metrics.document();
+    match swept {
+        Ok(summary) if summary.dry_run => {}
+        Ok(summary) => {
+            document
+                .count(BY_FUNCTION, "SweepExamined", summary.examined)
+                .count(BY_FUNCTION, "SweepDeleted", summary.deleted)
+                .metric(
+                    BY_FUNCTION,
+                    "SweepDuration",
+                    summary.duration_ms as f64,
+                    Unit::Milliseconds,
+                )
+                .count(BY_FUNCTION, "SweepComplete", u64::from(summary.complete));
+        }
+        Err(_) => {
+            document.count(BY_FUNCTION, "SweepComplete", 0);
+        }
+    }
+    sweeper.metrics.emit(document);
 }
 
 /// The instant to stop starting work: the Lambda deadline (epoch milliseconds) less the margin;

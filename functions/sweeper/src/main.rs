@@ -2,6 +2,7 @@
 
 use lambda_runtime::{Error, run, service_fn};
 use lambda_support as runtime;
+use lambda_support::metrics::Metrics;
 use session_store::{Config, DynamoStore};
 use sweeper::{Sweeper, handle};
 
@@ -9,7 +10,11 @@ use sweeper::{Sweeper, handle};
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let client = aws_sdk_dynamodb::Client::new(&runtime::sdk_config().await);
-    let sweeper = Sweeper::new(DynamoStore::new(client, config));
+    let metrics = Metrics::from_env("sweeper");
+    let store = DynamoStore::new(runtime::dynamodb_client(&metrics).await, config);
+    let sweeper = Sweeper {
+        metrics,
+        ..Sweeper::new(store)
+    };
     run(service_fn(|event| handle(&sweeper, event))).await
 }

@@ -83,11 +83,20 @@ impl DynamoStore {
     /// Reads a live session: one GetItem. Expired sessions are not found, even
     /// before DynamoDB's TTL has deleted them.
     pub async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Session, StoreError> {
+        match self.lookup(id, now).await? {
+            Lookup::Live(session) => Ok(session),
+            Lookup::Expired => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Reads a session as [`get`](Self::get) does, telling an expired session
+    /// (still in the table, not yet swept) from a missing one (`NotFound`).
+    pub async fn lookup(&self, id: &SessionId, now: Timestamp) -> Result<Lookup, StoreError> {
         let record = self.read(&id.handle()).await?;
         if record.session.is_expired(now) {
-            return Err(StoreError::NotFound);
+            return Ok(Lookup::Expired);
         }
-        Ok(record.session)
+        Ok(Lookup::Live(record.session))
     }
 
     async fn read(&self, handle: &Handle) -> Result<Record, StoreError> {
@@ -113,6 +122,15 @@ impl DynamoStore {
             .await?;
         Ok(())
     }
+}
+
+/// What [`DynamoStore::lookup`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The session, live.
+    Live(Session),
+    /// The session has expired; it is gone for every purpose but the sweep.
+    Expired,
 }
 
 /// Whether `item` was written by the write named `write`.

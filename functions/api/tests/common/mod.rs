@@ -18,8 +18,8 @@ pub async fn app() -> (App, RequestCounter, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new());
     (
         App {
-            store,
             clock: clock.clone(),
+            ..App::new(store)
         },
         counter,
         clock,

@@ -15,9 +15,7 @@ use session_testkit::{self as testkit, repo_root};
 /// An auditor on a fresh audit table made from `template.yaml`.
 pub async fn auditor(client: &Client) -> Auditor {
     let table = testkit::fresh_table(client, "AuditTable").await;
-    Auditor {
-        log: AuditLog::new(client.clone(), table, 90),
-    }
+    Auditor::new(AuditLog::new(client.clone(), table, 90))
 }
 
 /// The sample event `events/{name}.json`.

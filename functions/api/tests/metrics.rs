@@ -1,0 +1,220 @@
+//! Every request writes one Embedded Metric Format document to the log: requests,
+//! client and server errors and latency by route and for the function; what it did
+//! to sessions (created, rotated, revoked by cause, expired reads); permanent
+//! faults and unavailability; and the DynamoDB retries and throttled requests it
+//! took. Each document is checked against the format's schema (`testkit::emf`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::Client;
+use common::*;
+use lambda_support::metrics::Metrics;
+use serde_json::Value;
+use session_store::DynamoStore;
+use session_testkit::emf::{self, Captured};
+use session_testkit::{self as testkit, Faults, ManualClock};
+
+const NAMESPACE: &str = "SessionService/metrics-test";
+
+/// `app` with its metrics written to a capture.
+fn capturing(mut app: api::App) -> (api::App, Captured) {
+    let captured = Captured::default();
+    app.metrics = Metrics::new(NAMESPACE, "api").with_sink(captured.sink());
+    (app, captured)
+}
+
+/// The one document the last request wrote.
+fn one(captured: &Captured) -> Value {
+    let mut documents = captured.take();
+    assert_eq!(documents.len(), 1, "one document per request: {documents:?}");
+    documents.remove(0)
+}
+
+/// `document`'s value of `name` for the function (no other dimension).
+fn of_function(document: &Value, name: &str) -> Option<f64> {
+    emf::value(document, name, &[("Function", "api")])
+}
+
+/// Asserts `document` counts one request of `route` with `status`'s error class.
+fn assert_request(document: &Value, route: &str, status: u16) {
+    let (client, server) = (f64::from((400..500).contains(&status)), f64::from(status >= 500));
+    for dimensions in [[("Route", route)], [("Function", "api")]] {
+        assert_eq!(
+            emf::value(document, "Requests", &dimensions),
+            Some(1.0),
+            "{dimensions:?} {document}"
+        );
+        assert_eq!(
+            emf::value(document, "ClientErrors", &dimensions),
+            Some(client),
+            "{document}"
+        );
+        assert_eq!(
+            emf::value(document, "ServerErrors", &dimensions),
+            Some(server),
+            "{document}"
+        );
+        let wanted: BTreeMap<String, String> = dimensions.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let latency = emf::data(document)
+            .into_iter()
+            .find(|d| d.name == "Latency" && d.dimensions == wanted)
+            .unwrap_or_else(|| panic!("no Latency for {dimensions:?}: {document}"));
+        assert_eq!(latency.unit, "Milliseconds");
+        assert!(latency.value >= 0.0, "{document}");
+    }
+    assert!(
+        emf::data(document).iter().all(|d| d.namespace == NAMESPACE),
+        "{document}"
+    );
+}
+
+#[tokio::test]
+async fn each_request_counts_its_route_and_what_it_did_to_sessions() {
+    let (app, _, clock) = app().await;
+    let (app, captured) = capturing(app);
+
+    let created = call(&app, &event("create-session")).await;
+    assert_eq!(created.status, 201);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let document = one(&captured);
+    assert_request(&document, "POST /sessions", 201);
+    assert_eq!(of_function(&document, "SessionsCreated"), Some(1.0));
+    assert_eq!(of_function(&document, "DynamoDbRetries"), Some(0.0));
+    assert_eq!(of_function(&document, "DynamoDbThrottles"), Some(0.0));
+    assert_eq!(of_function(&document, "PermanentFaults"), Some(0.0));
+    assert_eq!(of_function(&document, "Unavailable"), Some(0.0));
+    // Ids are bearer secrets: no document holds one.
+    assert!(!document.to_string().contains(&id), "{document}");
+
+    assert_eq!(call(&app, &event_for("get-session", &id)).await.status, 200);
+    let document = one(&captured);
+    assert_request(&document, "GET /sessions/{id}", 200);
+    assert_eq!(
+        of_function(&document, "SessionsCreated"),
+        None,
+        "a read creates nothing"
+    );
+    assert_eq!(of_function(&document, "ExpiredReads"), None);
+
+    let rotated = call(&app, &event_for("rotate-session", &id)).await;
+    assert_eq!(rotated.status, 201, "{}", rotated.json);
+    let document = one(&captured);
+    assert_request(&document, "POST /sessions/{id}/rotate", 201);
+    assert_eq!(of_function(&document, "SessionsRotated"), Some(1.0));
+    let id = rotated.json["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(call(&app, &event_for("delete-session", &id)).await.status, 204);
+    let document = one(&captured);
+    assert_request(&document, "DELETE /sessions/{id}", 204);
+    assert_eq!(
+        emf::value(&document, "SessionsRevoked", &[("Cause", "logout")]),
+        Some(1.0)
+    );
+
+    // An owner's sessions revoked by handle, then all at once.
+    let revoke_sample = event("revoke-subject-session");
+    let sample_handle = revoke_sample["pathParameters"]["handle"].as_str().unwrap().to_owned();
+    let one_of_them = call(&app, &event("create-session")).await;
+    let handle = one_of_them.json["handle"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        assert_eq!(call(&app, &event("create-session")).await.status, 201);
+    }
+    captured.take();
+    let by_handle: Value = serde_json::from_str(&revoke_sample.to_string().replace(&sample_handle, &handle)).unwrap();
+    assert_eq!(call(&app, &by_handle).await.status, 204);
+    let document = one(&captured);
+    assert_request(&document, "DELETE /subjects/{subject}/sessions/{handle}", 204);
+    assert_eq!(
+        emf::value(&document, "SessionsRevoked", &[("Cause", "revoke_one")]),
+        Some(1.0)
+    );
+    let everywhere = call(&app, &event("revoke-subject-sessions")).await;
+    assert_eq!((everywhere.status, &everywhere.json["revoked"]), (200, &Value::from(2)));
+    let document = one(&captured);
+    assert_request(&document, "DELETE /subjects/{subject}/sessions", 200);
+    assert_eq!(
+        emf::value(&document, "SessionsRevoked", &[("Cause", "revoke_all")]),
+        Some(2.0)
+    );
+
+    // A session read after it expired, before the sweep removed it: an expired read.
+    let expiring = create(&app, r#"{"idle_timeout_seconds": 60}"#).await;
+    captured.take();
+    clock.advance(61);
+    assert_eq!(call(&app, &event_for("get-session", &expiring)).await.status, 404);
+    let document = one(&captured);
+    assert_request(&document, "GET /sessions/{id}", 404);
+    assert_eq!(of_function(&document, "ExpiredReads"), Some(1.0));
+    // A session that never existed is not one.
+    assert_eq!(call(&app, &event("get-session")).await.status, 404);
+    assert_eq!(of_function(&one(&captured), "ExpiredReads"), None);
+
+    // Bad input and unknown paths: client errors, under the route or "-".
+    let bad = with_body(event("create-session"), "{", None);
+    assert_eq!(call(&app, &bad).await.status, 400);
+    assert_request(&one(&captured), "POST /sessions", 400);
+    let mut nowhere = event("health");
+    nowhere["rawPath"] = Value::from("/nowhere");
+    assert_eq!(call(&app, &nowhere).await.status, 404);
+    assert_request(&one(&captured), "-", 404);
+}
+
+#[tokio::test]
+async fn dynamodb_throttles_and_retries_and_failures_are_counted_by_kind() {
+    let (plain, _) = testkit::store(|_| {}).await;
+    let faults = Faults::default();
+    let metrics = Metrics::new(NAMESPACE, "api");
+    let faulty = testkit::faulty_client(&faults);
+    let counted = Client::from_conf(
+        faulty
+            .config()
+            .to_builder()
+            .interceptor(metrics.dynamodb_calls())
+            .build(),
+    );
+    let captured = Captured::default();
+    let app = api::App {
+        clock: Arc::new(ManualClock::new()),
+        metrics: metrics.with_sink(captured.sink()),
+        ..api::App::new(DynamoStore::new(counted, plain.config().clone()))
+    };
+    let id = create(&app, "{}").await;
+    captured.take();
+
+    // One throttled attempt, retried by the SDK: the read succeeds and says what it took.
+    faults.throttle("GetItem", "", 1);
+    assert_eq!(call(&app, &event_for("get-session", &id)).await.status, 200);
+    let document = one(&captured);
+    assert_eq!(of_function(&document, "DynamoDbThrottles"), Some(1.0), "{document}");
+    assert_eq!(of_function(&document, "DynamoDbRetries"), Some(1.0), "{document}");
+    assert_eq!(of_function(&document, "Unavailable"), Some(0.0));
+
+    // Throttled on every attempt: a 503, counted as unavailable, every attempt a throttle.
+    faults.throttle("GetItem", "", u32::MAX);
+    assert_eq!(call(&app, &event_for("get-session", &id)).await.status, 503);
+    let document = one(&captured);
+    assert_request(&document, "GET /sessions/{id}", 503);
+    assert_eq!(of_function(&document, "Unavailable"), Some(1.0));
+    assert_eq!(of_function(&document, "PermanentFaults"), Some(0.0));
+    let throttles = of_function(&document, "DynamoDbThrottles").unwrap();
+    assert!(throttles >= 2.0, "the SDK retried: {document}");
+    assert_eq!(
+        of_function(&document, "DynamoDbRetries"),
+        Some(throttles - 1.0),
+        "{document}"
+    );
+
+    // A denied read: a permanent fault (500), not retried.
+    faults.clear();
+    faults.fail("GetItem", "", u32::MAX, 400, "AccessDeniedException");
+    assert_eq!(call(&app, &event_for("get-session", &id)).await.status, 500);
+    let document = one(&captured);
+    assert_request(&document, "GET /sessions/{id}", 500);
+    assert_eq!(of_function(&document, "PermanentFaults"), Some(1.0));
+    assert_eq!(of_function(&document, "Unavailable"), Some(0.0));
+    assert_eq!(of_function(&document, "DynamoDbThrottles"), Some(0.0));
+    assert_eq!(of_function(&document, "DynamoDbRetries"), Some(0.0));
+}
