@@ -96,9 +96,10 @@ impl Triggers {
     }
 }
 
-/// Parameter values, for resolving `!Ref` and `!Sub`.
+/// Parameter values and conditions, for resolving `!Ref`, `!Sub` and `!If`.
 struct Context {
     parameters: Mapping,
+    conditions: Mapping,
 }
 
 impl Context {
@@ -117,7 +118,37 @@ impl Context {
         for (name, value) in overrides {
             parameters.insert(Value::from(name.as_str()), Value::from(value.as_str()));
         }
-        Self { parameters }
+        let conditions = template
+            .get("Conditions")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        Self { parameters, conditions }
+    }
+
+    /// Whether a condition (`!Equals`, `!Not`, `!And`, `!Or`, `!Condition`) holds.
+    fn holds(&self, value: &Value, where_: &str) -> Result<bool, Error> {
+        let Value::Tagged(tagged) = value else {
+            return Err(invalid(format!("{where_}: expected a condition function")));
+        };
+        let operands = tagged.value.as_sequence().map_or(&[][..], Vec::as_slice);
+        match (tagged.tag.to_string().trim_start_matches('!'), operands) {
+            ("Equals", [a, b]) => Ok(self.scalar(a, where_)? == self.scalar(b, where_)?),
+            ("Not", [a]) => Ok(!self.holds(a, where_)?),
+            ("And", all) => all.iter().try_fold(true, |acc, c| Ok(acc && self.holds(c, where_)?)),
+            ("Or", any) => any.iter().try_fold(false, |acc, c| Ok(acc || self.holds(c, where_)?)),
+            ("Condition", _) => self.condition(tagged.value.as_str().unwrap_or_default(), where_),
+            (other, _) => Err(invalid(format!("{where_}: unsupported condition function {other}"))),
+        }
+    }
+
+    /// Whether the template's condition `name` holds.
+    fn condition(&self, name: &str, where_: &str) -> Result<bool, Error> {
+        let definition = self
+            .conditions
+            .get(name)
+            .ok_or_else(|| invalid(format!("{where_}: no condition {name}")))?;
+        self.holds(definition, &format!("Conditions.{name}"))
     }
 
     fn parameter(&self, name: &str) -> Option<String> {
@@ -147,6 +178,19 @@ impl Context {
                     .ok_or_else(|| invalid(format!("{where_}: only the one-string form of !Sub is supported")))?;
                 self.substitute(text, where_)
             }
+            Value::Tagged(tagged) if tagged.tag == "If" => match tagged.value.as_sequence().map(Vec::as_slice) {
+                Some([Value::String(condition), then, otherwise]) => {
+                    let chosen = if self.condition(condition, where_)? {
+                        then
+                    } else {
+                        otherwise
+                    };
+                    self.scalar(chosen, where_)
+                }
+                _ => Err(invalid(format!(
+                    "{where_}: !If takes a condition's name and two values"
+                ))),
+            },
             _ => Err(invalid(format!("{where_}: expected a value or a parameter reference"))),
         }
     }
@@ -309,9 +353,12 @@ mod tests {
 
     #[test]
     fn parameter_overrides_reach_the_schedule() {
-        let overrides = [("SweepIntervalMinutes".to_owned(), "2".to_owned())];
-        let triggers = Triggers::from_template(TEMPLATE, &overrides).unwrap();
-        assert_eq!(triggers.schedules[0].every, Duration::from_secs(120));
+        // 1 takes the template's `!If` branch for the singular unit ("rate(1 minute)").
+        for (minutes, seconds) in [("1", 60), ("2", 120), ("60", 3600)] {
+            let overrides = [("SweepIntervalMinutes".to_owned(), minutes.to_owned())];
+            let triggers = Triggers::from_template(TEMPLATE, &overrides).unwrap();
+            assert_eq!(triggers.schedules[0].every, Duration::from_secs(seconds), "{minutes}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use session_store::audit::{AuditLog, AuditRecord, Cause};
 use session_store::{Config, DynamoStore, SessionId};
-use session_testkit::{self as testkit, repo_root};
+use session_testkit::{self as testkit, emf, repo_root};
 
 /// The `scripts/run` process group, stopped (as Ctrl-C would) when dropped.
 struct Service(Child);
@@ -139,12 +139,17 @@ fn the_run_command_runs_the_whole_lifecycle_locally() {
         .env("SCHEDULE_EVERY", "2")
         .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
         .expect("scripts/run starts");
-    let _service = Service(child);
+    let mut service = Service(child);
+    let output = Output::capture(&mut service);
     let api = Api::new(api_port);
     wait_for("the API answering /health", Duration::from_secs(900), || {
+        if let Ok(Some(status)) = service.0.try_wait() {
+            panic!("scripts/run exited before serving: {status}");
+        }
         api.send("GET", "/health", "application/json", None)
             .ok()
             .filter(|r| r.status == 200)
@@ -240,4 +245,77 @@ fn the_run_command_runs_the_whole_lifecycle_locally() {
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(cause_of(&records, &id), Some(Cause::Revoked), "{records:?}");
     assert_eq!(cause_of(&records, &successor), Some(Cause::Revoked), "{records:?}");
+
+    // The functions' logs carry their metrics: one EMF document per request, sweep
+    // and audited batch, each one CloudWatch would extract metrics from.
+    let total = |function: &str, name: &str| {
+        output
+            .metrics()
+            .iter()
+            .filter_map(|document| emf::value(document, name, &[("Function", function)]))
+            .sum::<f64>()
+    };
+    wait_for("the metrics of both audited batches", Duration::from_secs(60), || {
+        (total("audit", "AuditRecordsWritten") >= 4.0).then_some(())
+    });
+    assert!(total("api", "Requests") >= 12.0, "every request counted");
+    assert_eq!(total("api", "SessionsCreated"), 3.0);
+    assert_eq!(total("api", "SessionsRotated"), 1.0);
+    // The idle session read after it expired, unless the sweeper or TTL was quicker.
+    assert!(total("api", "ExpiredReads") <= 1.0);
+    let logouts: f64 = output
+        .metrics()
+        .iter()
+        .filter_map(|document| emf::value(document, "SessionsRevoked", &[("Cause", "logout")]))
+        .sum();
+    assert_eq!(logouts, 2.0);
+    let sweeps = output
+        .metrics()
+        .iter()
+        .filter(|document| emf::value(document, "SweepComplete", &[("Function", "sweeper")]).is_some())
+        .count();
+    assert!(sweeps >= 1, "every scheduled sweep writes its metrics");
+    for document in output.metrics() {
+        for datum in emf::data(&document) {
+            assert_eq!(datum.namespace, "SessionService", "the default namespace");
+        }
+    }
+}
+
+/// The lines `scripts/run` writes to standard output (the functions' logs), read
+/// as they come so the pipe never fills.
+struct Output(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Output {
+    fn capture(service: &mut Service) -> Self {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = service.0.stdout.take().expect("standard output is piped");
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("{line}");
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self(lines)
+    }
+
+    /// Every EMF document so far, each checked against the format (`testkit::emf`).
+    fn metrics(&self) -> Vec<Value> {
+        let documents: Vec<String> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.starts_with('{') && line.contains("\"_aws\""))
+            .cloned()
+            .collect();
+        let captured = emf::Captured::default();
+        let sink = captured.sink();
+        for document in &documents {
+            sink(document);
+        }
+        captured.take()
+    }
 }

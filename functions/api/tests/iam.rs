@@ -205,7 +205,14 @@ async fn the_sweeper_role_allows_exactly_what_the_sweeper_sends() {
     assert!(plain.get(&expired.id, t0).await.is_err());
 
     let sent = as_resources(recorder.take(), &[(config.table_name.as_str(), "SessionsTable")]);
-    check_role("SweeperRole", sent, "SweeperLogGroup", &[]);
+    check_role(
+        "SweeperRole",
+        sent,
+        "SweeperLogGroup",
+        // Lambda sends the record of a run that failed every attempt to the on-failure
+        // destination (EventInvokeConfig) with the function's role.
+        &[("SweeperDeadLetterQueue.Arn", &["sqs:SendMessage"])],
+    );
 }
 
 #[tokio::test]
