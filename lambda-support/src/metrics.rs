@@ -11,8 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::{Map, Value, json};
@@ -195,16 +196,16 @@ impl Document {
     }
 }
 
-/// Counts a DynamoDB client's retries (attempts beyond each operation's first)
-/// and throttled attempts (answered `ThrottlingException`,
-/// `ProvisionedThroughputExceededException` or `RequestLimitExceeded`).
+/// Counts a DynamoDB client's retries (attempts beyond each operation's first) and
+/// throttled attempts: answered `ThrottlingException`,
+/// `ProvisionedThroughputExceededException` or `RequestLimitExceeded`, or a
+/// transaction cancelled because a part was throttled.
 #[derive(Debug, Clone, Default)]
 pub struct DynamoDbCalls(Arc<Counters>);
 
 #[derive(Debug, Default)]
 struct Counters {
-    operations: AtomicU64,
-    attempts: AtomicU64,
+    retries: AtomicU64,
     throttles: AtomicU64,
 }
 
@@ -212,41 +213,53 @@ impl DynamoDbCalls {
     /// (retries, throttled attempts) since the last call, and starts counting anew.
     pub fn take(&self) -> (u64, u64) {
         let counters = &self.0;
-        let operations = counters.operations.swap(0, Ordering::SeqCst);
-        let attempts = counters.attempts.swap(0, Ordering::SeqCst);
-        let throttles = counters.throttles.swap(0, Ordering::SeqCst);
-        (attempts.saturating_sub(operations), throttles)
+        (
+            counters.retries.swap(0, Ordering::SeqCst),
+            counters.throttles.swap(0, Ordering::SeqCst),
+        )
     }
 }
 
-/// The error codes DynamoDB throttles with.
-const THROTTLING_CODES: [&str; 3] = [
+/// The error codes DynamoDB throttles with (as an error, or as a transaction's
+/// cancellation reason).
+const THROTTLING_CODES: [&str; 5] = [
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
 ];
+
+/// Whether an error body of DynamoDB's JSON protocol says the request was throttled:
+/// its `__type` ("com.amazonaws.dynamodb.v20120810#ThrottlingException"), or, for a
+/// cancelled transaction, one of its `CancellationReasons`.
+fn throttled(body: &Value) -> bool {
+    let code = body["__type"].as_str().unwrap_or_default();
+    let code = code.rsplit('#').next().unwrap_or_default();
+    THROTTLING_CODES.contains(&code)
+        || (code == "TransactionCanceledException"
+            && body["CancellationReasons"].as_array().is_some_and(|reasons| {
+                reasons
+                    .iter()
+                    .any(|r| THROTTLING_CODES.contains(&r["Code"].as_str().unwrap_or_default()))
+            }))
+}
 
 impl Intercept for DynamoDbCalls {
     fn name(&self) -> &'static str {
         "DynamoDbCalls"
     }
 
-    fn read_before_execution(
-        &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0.operations.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
     fn read_before_attempt(
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.attempts.fetch_add(1, Ordering::SeqCst);
+        // The orchestrator numbers each attempt of an operation from 1.
+        if cfg.load::<RequestAttempts>().is_some_and(|a| a.attempts() > 1) {
+            self.0.retries.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -256,22 +269,16 @@ impl Intercept for DynamoDbCalls {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // DynamoDB's JSON protocol names the error in the body's `__type`
-        // ("com.amazonaws.dynamodb.v20120810#ThrottlingException"); errors are small
-        // and read into memory before this runs.
-        let throttled = context.response().is_some_and(|response| {
+        // Errors are small and read into memory before this runs.
+        let was_throttled = context.response().is_some_and(|response| {
             response.status().as_u16() == 400
                 && response
                     .body()
                     .bytes()
                     .and_then(|body| serde_json::from_slice::<Value>(body).ok())
-                    .and_then(|body| body.get("__type").and_then(Value::as_str).map(str::to_owned))
-                    .is_some_and(|code| {
-                        let code = code.rsplit('#').next().unwrap_or_default();
-                        THROTTLING_CODES.contains(&code)
-                    })
+                    .is_some_and(|body| throttled(&body))
         });
-        if throttled {
+        if was_throttled {
             self.0.throttles.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())

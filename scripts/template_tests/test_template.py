@@ -1,7 +1,7 @@
 """template.yaml as CloudFormation deploys it: transformed by AWS SAM's own translator
 (aws-sam-translator, the library behind the AWS::Serverless-2016-10-31 transform), then
 evaluated for given parameter values and stack names by a small evaluator of the
-intrinsic functions (Ref, Fn::Sub, Fn::If and the conditions, Fn::Join, Fn::Select,
+intrinsic functions (Ref, Fn::Sub, Fn::If and the conditions, Fn::FindInMap, Fn::Join, Fn::Select,
 Fn::Split, Fn::GetAtt, AWS::NoValue). Names CloudFormation generates (Refs and GetAtts of
 resources) evaluate to tokens that hold the stack's name, as generated names do.
 
@@ -283,6 +283,12 @@ class Stack:
             if key == "Fn::Sub":
                 text, variables = (arg, {}) if isinstance(arg, str) else arg
                 return self.sub(text, variables)
+            if key == "Fn::FindInMap":
+                mapping, top, second = (str(self.eval(a)) for a in arg)
+                try:
+                    return self.template["Mappings"][mapping][top][second]
+                except KeyError:
+                    raise AssertionError(f"Fn::FindInMap: {mapping} has no {top}.{second}") from None
             if key == "Fn::If":
                 name, if_true, if_false = arg
                 return self.eval(if_true if self.condition_holds(name) else if_false)
@@ -483,9 +489,15 @@ class PhysicalNames(unittest.TestCase):
                     self.fail("\n".join(failures))
 
 
+def intervals():
+    """Every SweepIntervalMinutes the template allows."""
+    return [int(v) for v in sam_template()["Parameters"]["SweepIntervalMinutes"]["AllowedValues"]]
+
+
 class Schedule(unittest.TestCase):
     def test_the_sweep_schedule_is_an_aws_rate_expression_for_every_interval(self):
-        for minutes in (1, 2, 5, 60, 1440):
+        self.assertLessEqual({1, 2, 5, 60}, set(intervals()))
+        for minutes in intervals():
             with self.subTest(SweepIntervalMinutes=minutes):
                 s = stack("prod", (("SweepIntervalMinutes", str(minutes)),))
                 schedules = s.of_type("AWS::Scheduler::Schedule")
@@ -496,9 +508,24 @@ class Schedule(unittest.TestCase):
                 self.assertEqual(expression, want)
                 self.assertRegex(expression, r"^rate\((1 minute|[1-9][0-9]* minutes)\)$")
 
-    def test_intervals_are_bounded_to_a_day(self):
+    def test_intervals_are_whole_minutes_up_to_a_day(self):
         spec = sam_template()["Parameters"]["SweepIntervalMinutes"]
-        self.assertEqual((spec.get("MinValue"), spec.get("MaxValue")), (1, 1440))
+        self.assertTrue(all(1 <= m <= 1440 for m in intervals()), intervals())
+        # A Number parameter takes decimals unless its values are listed.
+        for value in ("2.5", "1.0", "0", "1441"):
+            self.assertTrue(check_parameter("SweepIntervalMinutes", spec, value), value)
+
+    def test_the_incomplete_sweep_alarm_sees_a_run_in_every_period_of_its_window(self):
+        for minutes in intervals():
+            with self.subTest(SweepIntervalMinutes=minutes):
+                s = stack("prod", (("SweepIntervalMinutes", str(minutes)),))
+                alarm = s.props("SweepIncompleteAlarm")
+                period, periods = int(alarm["Period"]), int(alarm["EvaluationPeriods"])
+                self.assertEqual(period % 60, 0)
+                self.assertGreaterEqual(period, minutes * 60, "each period holds a run")
+                self.assertGreaterEqual(period * periods, 3600, "a window of an hour at least")
+                self.assertLessEqual(period * periods, 86400, "CloudWatch's longest window")
+                self.assertEqual(int(alarm["DatapointsToAlarm"]), periods)
 
 
 class Concurrency(unittest.TestCase):
@@ -506,6 +533,11 @@ class Concurrency(unittest.TestCase):
         for s in variant_stacks({}):
             for logical_id, function in s.of_type("AWS::Lambda::Function").items():
                 self.assertNotIn("ReservedConcurrentExecutions", function["Properties"], logical_id)
+
+    def test_reserved_concurrency_takes_whole_numbers_only(self):
+        spec = sam_template()["Parameters"]["SweeperReservedConcurrency"]
+        for value in ("1.5", "-1"):
+            self.assertTrue(check_parameter("SweeperReservedConcurrency", spec, value), value)
 
     def test_the_sweepers_reserved_concurrency_is_opt_in(self):
         s = stack("prod", (("SweeperReservedConcurrency", "1"),))

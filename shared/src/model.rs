@@ -123,6 +123,10 @@ pub struct Issued {
     /// The session.
     #[serde(flatten)]
     pub session: Session,
+    /// Whether this answers a retry from its `Idempotency-Key`'s record (nothing
+    /// was created or rotated this time). Not part of the answer.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 /// A session without its data, as owner listings show it: a handle, never the id.

@@ -852,3 +852,10 @@ pub fn faulty_client(faults: &Faults) -> Client {
             .build(),
     )
 }
+
+/// [`faulty_client`] whose requests `metrics` counts (retries, throttles), as a
+/// function's client is (`lambda_support::dynamodb_client`).
+pub fn faulty_client_counted(faults: &Faults, metrics: &lambda_support::metrics::Metrics) -> Client {
+    let config = faulty_client(faults).config().to_builder();
+    Client::from_conf(config.interceptor(metrics.dynamodb_calls()).build())
+}

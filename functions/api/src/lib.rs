@@ -58,7 +58,8 @@ struct Tally(OnceLock<Counted>);
 /// A session event a request's metrics count.
 #[derive(Debug, Clone, Copy)]
 enum Counted {
-    /// A session was created (`SessionsCreated`).
+    /// A session was created (`SessionsCreated`); a retry answered from its
+    /// `Idempotency-Key`'s record is not counted again.
     Created,
     /// A session was rotated (`SessionsRotated`).
     Rotated,
@@ -260,7 +261,9 @@ async fn create(app: &App, request: &Request, tally: &Tally) -> Reply {
         .await
         .map_err(store_error)?;
     info!(session = %issued.session.handle.fingerprint(), "created");
-    tally.count(Counted::Created);
+    if !issued.replayed {
+        tally.count(Counted::Created);
+    }
     issued_response(&issued)
 }
 
@@ -344,7 +347,9 @@ async fn rotate(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> 
         .await
         .map_err(store_error)?;
     info!(session = %id.fingerprint(), new_session = %issued.session.handle.fingerprint(), "rotated");
-    tally.count(Counted::Rotated);
+    if !issued.replayed {
+        tally.count(Counted::Rotated);
+    }
     issued_response(&issued)
 }
 

@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::Client;
 use common::*;
 use lambda_support::metrics::Metrics;
 use serde_json::Value;
@@ -88,6 +87,12 @@ async fn each_request_counts_its_route_and_what_it_did_to_sessions() {
     assert_eq!(of_function(&document, "Unavailable"), Some(0.0));
     // Ids are bearer secrets: no document holds one.
     assert!(!document.to_string().contains(&id), "{document}");
+    // A create retried with its Idempotency-Key is answered from the record: one session, counted once.
+    let keyed = with_header(event("create-session"), "idempotency-key", "\"metrics-test-key\"");
+    for created in [Some(1.0), None] {
+        assert_eq!(call(&app, &keyed).await.status, 201);
+        assert_eq!(of_function(&one(&captured), "SessionsCreated"), created);
+    }
 
     assert_eq!(call(&app, &event_for("get-session", &id)).await.status, 200);
     let document = one(&captured);
@@ -132,12 +137,13 @@ async fn each_request_counts_its_route_and_what_it_did_to_sessions() {
         Some(1.0)
     );
     let everywhere = call(&app, &event("revoke-subject-sessions")).await;
-    assert_eq!((everywhere.status, &everywhere.json["revoked"]), (200, &Value::from(2)));
+    // Two created for this, and the one the idempotent create made.
+    assert_eq!((everywhere.status, &everywhere.json["revoked"]), (200, &Value::from(3)));
     let document = one(&captured);
     assert_request(&document, "DELETE /subjects/{subject}/sessions", 200);
     assert_eq!(
         emf::value(&document, "SessionsRevoked", &[("Cause", "revoke_all")]),
-        Some(2.0)
+        Some(3.0)
     );
 
     // A session read after it expired, before the sweep removed it: an expired read.
@@ -167,14 +173,7 @@ async fn dynamodb_throttles_and_retries_and_failures_are_counted_by_kind() {
     let (plain, _) = testkit::store(|_| {}).await;
     let faults = Faults::default();
     let metrics = Metrics::new(NAMESPACE, "api");
-    let faulty = testkit::faulty_client(&faults);
-    let counted = Client::from_conf(
-        faulty
-            .config()
-            .to_builder()
-            .interceptor(metrics.dynamodb_calls())
-            .build(),
-    );
+    let counted = testkit::faulty_client_counted(&faults, &metrics);
     let captured = Captured::default();
     let app = api::App {
         clock: Arc::new(ManualClock::new()),
@@ -206,6 +205,18 @@ async fn dynamodb_throttles_and_retries_and_failures_are_counted_by_kind() {
         Some(throttles - 1.0),
         "{document}"
     );
+
+    // A transaction (an owned create) cancelled because a part was throttled: a 503, counted as a throttle.
+    faults.clear();
+    faults.cancel_transactions("", u32::MAX, &["ThrottlingError", "None"]);
+    assert_eq!(call(&app, &event("create-session")).await.status, 503);
+    let document = one(&captured);
+    assert_eq!(of_function(&document, "Unavailable"), Some(1.0), "{document}");
+    assert!(
+        of_function(&document, "DynamoDbThrottles").unwrap() >= 1.0,
+        "{document}"
+    );
+    assert_eq!(of_function(&document, "SessionsCreated"), None);
 
     // A denied read: a permanent fault (500), not retried.
     faults.clear();

@@ -143,14 +143,7 @@ async fn each_run_writes_its_counts_duration_and_completeness_as_one_emf_documen
     clock.advance(61);
     let faults = Faults::default();
     let metrics = Metrics::new("SessionService/test", "sweeper");
-    let faulty = testkit::faulty_client(&faults);
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        faulty
-            .config()
-            .to_builder()
-            .interceptor(metrics.dynamodb_calls())
-            .build(),
-    );
+    let counted = testkit::faulty_client_counted(&faults, &metrics);
     let captured = Captured::default();
     let sweeper = Sweeper {
         clock,

@@ -31,7 +31,11 @@ impl DynamoStore {
         let mut e = Expr::default();
         let condition = format!("attribute_not_exists({})", e.name(attr::HANDLE));
         let item = item::encode(&session, None, &write, &self.config);
-        let issued = Issued { id, session };
+        let issued = Issued {
+            id,
+            session,
+            replayed: false,
+        };
         if session_is_alone(&issued.session, idempotency) {
             let result = self
                 .client

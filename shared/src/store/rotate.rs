@@ -90,6 +90,7 @@ impl DynamoStore {
                     return Ok(Issued {
                         id: new_id,
                         session: next,
+                        replayed: false,
                     });
                 }
                 Transacted::Replayed(issued) => return Ok(issued),

@@ -98,7 +98,11 @@ impl DynamoStore {
             Replay::Same(id) => {
                 let session = self.get(&id, now).await?;
                 debug!(session = %session.handle.fingerprint(), "idempotent replay");
-                Ok(Issued { id, session })
+                Ok(Issued {
+                    id,
+                    session,
+                    replayed: true,
+                })
             }
         }
     }
