@@ -105,6 +105,103 @@ pub async fn run(which: &[&str]) -> Result<(), BoxError> {
     if which.is_empty() || which.contains(&"touches") {
         touch_cost(&client, &meter).await?;
     }
+    if which.is_empty() || which.contains(&"page-views") {
+        page_view_cost(&meter).await?;
+    }
+    Ok(())
+}
+
+/// Page views measured per case of the page-view benchmark.
+const VIEWS: usize = 100;
+
+/// List prices of README.md's "Costs" table, dollars per million: an HTTP API
+/// request, an `api` invocation (~10 ms at 128 MB), a read unit, a write unit.
+const PRICES: (f64, f64, f64, f64) = (1.00, 0.22, 0.125, 0.625);
+
+/// What a page view costs, `GET` then `POST .../touch` against `GET ?touch=true`,
+/// by session size, when no slide is due and when one is: DynamoDB requests and
+/// units measured (ReturnConsumedCapacity), in dollars per million page views at
+/// [`PRICES`]. A skipped touch (a failed conditional UpdateItem) reports no
+/// capacity but is billed as a write of the item (AWS's rule): its billed units are
+/// those a written touch of the same item reports.
+async fn page_view_cost(meter: &CapacityMeter) -> Result<(), BoxError> {
+    let counter = testkit::RequestCounter::default();
+    let client = Client::from_conf(
+        testkit::local_config()
+            .interceptor(meter.clone())
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let t0 = Timestamp::now();
+    let table = format!("bench-page-view-{}", SessionId::generate()?.fingerprint());
+    TableSpec::sessions()?.create(&client, &table).await?;
+    let mut config = Config::for_table(&table);
+    config.limits.max_data_bytes = 80_000;
+    let store = DynamoStore::new(client.clone(), config);
+    let (api_call, lambda_call, read_unit, write_unit) = PRICES;
+    println!("\n### Page views: `GET` + `POST .../touch` against `GET ?touch=true` ({VIEWS} views a case)\n");
+    println!(
+        "| session data | case | GET + touch: API calls, DynamoDB requests, read units, write units billed | $ per million | \
+         GET ?touch=true: API calls, DynamoDB requests, read units, write units billed | $ per million | saved |"
+    );
+    println!("|---|---|---|---:|---|---:|---:|");
+    for (label, bytes) in [("1 KB", 1_000), ("10 KB", 10_000), ("64 KB", 64_000)] {
+        let data = session_store::SessionData::from_json(&format!(r#"{{"blob":"{}"}}"#, "x".repeat(bytes)))?;
+        let request = NewSession {
+            data,
+            ..Default::default()
+        };
+        let sessions = |n: usize| {
+            let (store, request) = (&store, &request);
+            async move {
+                let mut ids = Vec::new();
+                for _ in 0..n {
+                    ids.push(store.create(request.clone(), None, t0).await?.id);
+                }
+                Ok::<_, BoxError>(ids)
+            }
+        };
+        // The item's billed size: what a written touch of it reports.
+        let sample = sessions(1).await?;
+        meter.take();
+        store.touch(&sample[0], t0.plus(120)).await?;
+        let item_write_units = meter.take().table_write;
+        for (case, at) in [("no slide due", 30), ("slide due", 90)] {
+            let mut row = Vec::new();
+            for one_call in [false, true] {
+                let ids = sessions(VIEWS).await?;
+                meter.take();
+                counter.take();
+                let mut skipped = 0;
+                for id in &ids {
+                    if one_call {
+                        store.get_and_touch(id, t0.plus(at)).await?;
+                    } else {
+                        let read = store.get(id, t0.plus(at)).await?;
+                        let touched = store.touch(id, t0.plus(at)).await?;
+                        skipped += usize::from(touched == read);
+                    }
+                }
+                let used = meter.take();
+                let per_view = |total: f64| total / VIEWS as f64;
+                let calls = if one_call { 1.0 } else { 2.0 };
+                let requests = per_view(counter.take() as f64);
+                let reads = per_view(used.table_read + used.index_read);
+                let writes = per_view(used.table_write + used.index_write + skipped as f64 * item_write_units);
+                let dollars = calls * (api_call + lambda_call) + reads * read_unit + writes * write_unit;
+                row.push((format!("{calls:.0}, {requests:.0}, {reads:.1}, {writes:.1}"), dollars));
+            }
+            println!(
+                "| {label} | {case} | {} | {:.2} | {} | {:.2} | {:.0}% |",
+                row[0].0,
+                row[0].1,
+                row[1].0,
+                row[1].1,
+                100.0 * (1.0 - row[1].1 / row[0].1)
+            );
+        }
+    }
+    client.delete_table().table_name(&table).send().await?;
     Ok(())
 }
 

@@ -155,7 +155,7 @@ async fn route_to(app: &App, method: &Method, target: Target, request: &Request,
     match (method.as_str(), target) {
         ("GET", Health) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         ("POST", Sessions) => create(app, request, tally).await,
-        ("GET", Session(id)) => get(app, &known(id)?, tally).await,
+        ("GET", Session(id)) => get(app, &known(id)?, request, tally).await,
         ("PUT", Session(id)) => replace(app, &known(id)?, request).await,
         ("PATCH", Session(id)) => merge(app, &known(id)?, request).await,
         ("DELETE", Session(id)) => delete(app, &known(id)?, tally).await,
@@ -267,8 +267,19 @@ async fn create(app: &App, request: &Request, tally: &Tally) -> Reply {
     issued_response(&issued)
 }
 
-async fn get(app: &App, id: &SessionId, tally: &Tally) -> Reply {
-    match app.store.lookup(id, app.clock.now()).await.map_err(store_error)? {
+async fn get(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> Reply {
+    let touch = match request.query_string_parameters().first("touch") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(Problem::invalid_query("touch must be true or false")),
+    };
+    let now = app.clock.now();
+    let found = if touch {
+        app.store.get_and_touch(id, now).await
+    } else {
+        app.store.lookup(id, now).await
+    };
+    match found.map_err(store_error)? {
         Lookup::Live(session) => session_response(StatusCode::OK, &session),
         Lookup::Expired => {
             tally.count(Counted::ExpiredRead);

@@ -690,3 +690,35 @@ async fn patch_is_an_rfc_7396_merge_patch_at_every_depth() {
     );
     assert!(merges.iter().all(|s| matches!(s, 200 | 409)), "{merges:?}");
 }
+
+#[tokio::test]
+async fn get_with_touch_true_reads_and_slides_the_idle_expiry_in_one_call() {
+    let (app, counter, clock) = app().await;
+    let id = create(&app, r#"{"idle_timeout_seconds": 600}"#).await;
+    let plain = call(&app, &event_for("get-session", &id)).await;
+    counter.take();
+    // Within the touch step: one read, the expiry where it was.
+    clock.advance(30);
+    let viewed = call(&app, &event_for("get-session-touch", &id)).await;
+    assert_eq!(viewed.status, 200, "{}", viewed.json);
+    assert_eq!(viewed.json, plain.json, "nothing due");
+    assert_eq!(counter.take(), 1);
+    // Past it: read and slid, and the answer shows the new expiry.
+    clock.advance(60);
+    let slid = call(&app, &event_for("get-session-touch", &id)).await;
+    assert_eq!(slid.status, 200, "{}", slid.json);
+    assert_ne!(slid.json["expires_at"], plain.json["expires_at"]);
+    assert_eq!(counter.take(), 2);
+    let again = call(&app, &event_for("get-session", &id)).await;
+    assert_eq!(again.json["expires_at"], slid.json["expires_at"]);
+    assert_eq!(again.header("etag"), slid.header("etag"));
+    // Anything but true or false is a 400 problem, before any DynamoDB call.
+    let mut odd = event_for("get-session-touch", &id);
+    odd["rawQueryString"] = Value::from("touch=yes");
+    odd["queryStringParameters"]["touch"] = Value::from("yes");
+    counter.take();
+    let refused = call(&app, &odd).await;
+    assert_eq!(refused.status, 400, "{}", refused.json);
+    assert_eq!(refused.json["type"], "urn:session-service:problem:invalid-query");
+    assert_eq!(counter.take(), 0);
+}

@@ -99,6 +99,21 @@ impl DynamoStore {
         Ok(Lookup::Live(record.session))
     }
 
+    /// A page view: reads a live session and slides its idle expiry when a touch is
+    /// due (by the touch step, or because it would expire within it). One GetItem;
+    /// one conditional UpdateItem more only when the slide is due, so a read that
+    /// needs no slide writes nothing and costs a read, not a write of the item. The
+    /// write never brings back a session deleted or expired since the read (that
+    /// answers `NotFound`).
+    pub async fn get_and_touch(&self, id: &SessionId, now: Timestamp) -> Result<Lookup, StoreError> {
+        match self.lookup(id, now).await? {
+            Lookup::Live(session) if session.touch_is_due(now, self.config.limits.touch_step) => {
+                self.touch(id, now).await.map(Lookup::Live)
+            }
+            found => Ok(found),
+        }
+    }
+
     async fn read(&self, handle: &Handle) -> Result<Record, StoreError> {
         let out = self
             .client
