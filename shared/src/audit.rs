@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
 use crate::config::ConfigError;
+use crate::device::Device;
 use crate::error::StoreError;
 use crate::model::{Session, Timestamp};
 
@@ -74,6 +75,9 @@ pub struct AuditRecord {
     pub last_active_at: Timestamp,
     /// When it expired or would have.
     pub expires_at: Timestamp,
+    /// The device it was on, if the caller said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
 }
 
 impl AuditRecord {
@@ -88,6 +92,7 @@ impl AuditRecord {
             created_at: session.created_at,
             last_active_at: session.updated_at,
             expires_at: session.expires_at,
+            device: session.device.clone(),
         }
     }
 }
@@ -113,6 +118,8 @@ pub mod attr {
     pub const LAST_ACTIVE_AT: &str = "last_active_at";
     /// Epoch seconds.
     pub const EXPIRES_AT: &str = "expires_at";
+    /// The device (a map of `user_agent`, `ip`, `label`), when the session had one.
+    pub const DEVICE: &str = "device";
     /// Epoch seconds: the audit table's TTL attribute (retention).
     pub const RETAIN_UNTIL: &str = "retain_until";
 }
@@ -182,6 +189,9 @@ impl AuditLog {
         if let Some(subject) = &record.subject {
             put = put.item(attr::SUBJECT, AttributeValue::S(subject.clone()));
         }
+        if let Some(device) = &record.device {
+            put = put.item(attr::DEVICE, serde_dynamo::to_attribute_value(device)?);
+        }
         match put.send().await {
             Ok(_) => Ok(true),
             Err(e)
@@ -241,6 +251,10 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Option<AuditRecord> {
         created_at: time(attr::CREATED_AT)?,
         last_active_at: time(attr::LAST_ACTIVE_AT)?,
         expires_at: time(attr::EXPIRES_AT)?,
+        device: match item.get(attr::DEVICE) {
+            None => None,
+            Some(device) => Some(serde_dynamo::from_attribute_value(device.clone()).ok()?),
+        },
     })
 }
 

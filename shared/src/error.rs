@@ -34,6 +34,17 @@ pub enum ValidationError {
     /// A list cursor that this service did not hand out for this subject.
     #[error("cursor is not one this service returned for this subject")]
     Cursor,
+    /// A device's text part is empty, too long or holds control characters.
+    #[error("device.{field} must be 1 to {max} characters without control characters")]
+    Device {
+        /// The part (`user_agent`, `label`).
+        field: &'static str,
+        /// Its longest length.
+        max: usize,
+    },
+    /// A device's `ip` is not an IPv4 or IPv6 address.
+    #[error("device.ip must be an IPv4 or IPv6 address")]
+    DeviceIp,
     /// An `Idempotency-Key` that is too short, too long or not visible ASCII.
     #[error("Idempotency-Key must be 16 to 255 visible ASCII characters (a UUID, say): it must be unguessable")]
     IdempotencyKey,

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::data::SessionData;
+use crate::device::Device;
 use crate::error::StoreError;
 use crate::id::Handle;
 use crate::model::{Session, Subject, Timestamp, expiry_bucket};
@@ -38,6 +39,8 @@ pub mod attr {
     pub const DATA: &str = "data";
     /// Upper bound of the data's encoded size.
     pub const DATA_BYTES: &str = "data_bytes";
+    /// The device (a map of `user_agent`, `ip`, `label`), when the caller named one.
+    pub const DEVICE: &str = "device";
     /// Creation time, epoch seconds (kept across rotations).
     pub const CREATED_AT: &str = "created_at";
     /// Last activity, epoch seconds.
@@ -84,6 +87,8 @@ struct StoredSession {
     data: HashMap<String, String>,
     #[serde(default)]
     data_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<Device>,
     created_at: i64,
     updated_at: i64,
     expires_at: i64,
@@ -110,6 +115,7 @@ pub fn encode(
         subject: session.subject.as_ref().map(|s| s.as_str().to_owned()),
         data: HashMap::new(),
         data_bytes: session.data.encoded_size() as u64,
+        device: session.device.clone(),
         created_at: session.created_at.0,
         updated_at: session.updated_at.0,
         expires_at: session.expires_at.0,
@@ -139,6 +145,7 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
             .transpose()
             .map_err(|_| corrupt())?,
         data: SessionData::from_stored(stored.data).ok_or_else(corrupt)?,
+        device: stored.device,
         created_at: Timestamp(stored.created_at),
         updated_at: Timestamp(stored.updated_at),
         expires_at: Timestamp(stored.expires_at),

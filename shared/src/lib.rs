@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod id;
 pub mod item;
@@ -26,6 +27,7 @@ pub mod sweep;
 
 pub use config::{Config, ConfigError, Limits};
 pub use data::{DataPatch, SessionData};
+pub use device::Device;
 pub use error::{StoreError, ValidationError};
 pub use id::{Handle, SessionId};
 pub use model::{Change, Clock, Issued, NewSession, Session, SessionSummary, Subject, SystemClock, Timestamp};

@@ -9,6 +9,7 @@ use serde::{Serialize, Serializer};
 
 use crate::config::Limits;
 use crate::data::{DataPatch, SessionData};
+use crate::device::Device;
 use crate::error::ValidationError;
 use crate::id::{Handle, SessionId};
 
@@ -96,6 +97,9 @@ pub struct Session {
     pub subject: Option<Subject>,
     /// The application's data.
     pub data: SessionData,
+    /// The device it was created (or last rotated) on, if the caller said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
     /// When the session was created (kept across rotation).
     pub created_at: Timestamp,
     /// The last activity: create, replace, merge, a written touch or rotation.
@@ -137,9 +141,15 @@ pub struct SessionSummary {
     /// The owner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
+    /// The device it was created (or last rotated) on, if the caller said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
     /// When the session was created.
     pub created_at: Timestamp,
-    /// The last activity.
+    /// The last activity (a written slide, a data write, a rotation), at the touch
+    /// step's resolution: what "last active" shows.
+    pub last_active_at: Timestamp,
+    /// The last activity (the same as `last_active_at`, under the name sessions use).
     pub updated_at: Timestamp,
     /// The session is live through this second.
     pub expires_at: Timestamp,
@@ -156,7 +166,9 @@ impl From<Session> for SessionSummary {
         Self {
             handle: s.handle,
             subject: s.subject,
+            device: s.device,
             created_at: s.created_at,
+            last_active_at: s.updated_at,
             updated_at: s.updated_at,
             expires_at: s.expires_at,
             absolute_expires_at: s.absolute_expires_at,
@@ -177,6 +189,19 @@ pub struct NewSession {
     pub idle_timeout_seconds: Option<u32>,
     /// Requested absolute lifetime, or the default.
     pub absolute_timeout_seconds: Option<u32>,
+    /// The device it is created on, if the caller says.
+    pub device: Option<Device>,
+}
+
+/// What a rotation gives the new session besides its id.
+#[derive(Debug, Clone, Default)]
+pub struct Successor {
+    /// Whether it keeps the data (else it starts empty).
+    pub keep_data: bool,
+    /// Its owner (a login); the old owner when `None`.
+    pub subject: Option<Subject>,
+    /// Its device; the old session's when `None`.
+    pub device: Option<Device>,
 }
 
 /// A write that counts as activity on an existing session.
@@ -260,6 +285,7 @@ impl Session {
             family,
             subject: request.subject,
             data: request.data,
+            device: request.device.filter(|d| !d.is_empty()),
             created_at: now,
             updated_at: now,
             expires_at: expiry(now, idle, absolute_expires_at),
@@ -319,7 +345,12 @@ impl Session {
     /// The session that replaces this one on rotation at `now`: a new id, the same
     /// family, creation time and absolute expiry, the data if `keep_data`, and the
     /// same owner unless `subject` names a new one (a login).
-    pub fn rotated(&self, new_id: &SessionId, keep_data: bool, subject: Option<Subject>, now: Timestamp) -> Self {
+    pub fn rotated(&self, new_id: &SessionId, successor: Successor, now: Timestamp) -> Self {
+        let Successor {
+            keep_data,
+            subject,
+            device,
+        } = successor;
         Self {
             handle: new_id.handle(),
             family: self.family.clone(),
@@ -329,6 +360,7 @@ impl Session {
             } else {
                 SessionData::default()
             },
+            device: device.filter(|d| !d.is_empty()).or_else(|| self.device.clone()),
             created_at: self.created_at,
             updated_at: now,
             expires_at: expiry(now, self.idle_timeout_seconds, self.absolute_expires_at),
@@ -471,7 +503,7 @@ mod tests {
         s.subject = Some(Subject::parse("alice").unwrap());
         s.data = SessionData::from_json(r#"{"k":1}"#).unwrap();
         let new_id = SessionId::generate().unwrap();
-        let r = s.rotated(&new_id, false, None, T0.plus(100));
+        let r = s.rotated(&new_id, Successor::default(), T0.plus(100));
         assert_eq!(
             (
                 r.handle,
@@ -491,7 +523,15 @@ mod tests {
         assert!(r.data.is_empty());
         assert_eq!(r.expires_at, T0.plus(700));
         let bob = Subject::parse("bob").unwrap();
-        let login = s.rotated(&SessionId::generate().unwrap(), true, Some(bob.clone()), T0.plus(100));
+        let login = s.rotated(
+            &SessionId::generate().unwrap(),
+            Successor {
+                keep_data: true,
+                subject: Some(bob.clone()),
+                device: None,
+            },
+            T0.plus(100),
+        );
         assert_eq!((login.subject, login.data), (Some(bob), s.data.clone()));
     }
 

@@ -46,7 +46,7 @@ async fn setup(
 
 fn live(found: Lookup) -> session_store::Session {
     match found {
-        Lookup::Live(session) => session,
+        Lookup::Live(session) => *session,
         Lookup::Expired => panic!("expected a live session"),
     }
 }

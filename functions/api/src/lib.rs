@@ -14,8 +14,8 @@ use lambda_support::metrics::{FUNCTION, Metrics, Unit};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use session_store::{
-    Clock, DataPatch, DynamoStore, Handle, IdempotencyKey, Issued, NewSession, Session, SessionData, SessionId,
-    StoreError, Subject, SystemClock, store::Lookup,
+    Clock, DataPatch, Device, DynamoStore, Handle, IdempotencyKey, Issued, NewSession, Session, SessionData, SessionId,
+    StoreError, Subject, SystemClock, model::Successor, store::Lookup,
 };
 use tracing::{error, info, warn};
 
@@ -205,6 +205,22 @@ struct CreateBody {
     idle_timeout_seconds: Option<u32>,
     #[serde(default, deserialize_with = "whole_seconds")]
     absolute_timeout_seconds: Option<u32>,
+    device: Option<DeviceBody>,
+}
+
+/// A device as a request names it; [`DeviceBody::checked`] bounds its parts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceBody {
+    user_agent: Option<String>,
+    ip: Option<String>,
+    label: Option<String>,
+}
+
+impl DeviceBody {
+    fn checked(self) -> Result<Device, Problem> {
+        Device::new(self.user_agent, self.ip, self.label).map_err(Problem::from)
+    }
 }
 
 #[derive(Deserialize)]
@@ -236,6 +252,8 @@ struct RotateBody {
     keep_data: bool,
     /// The new session's owner (a login); the old owner when absent.
     subject: Option<String>,
+    /// The new session's device; the old session's when absent.
+    device: Option<DeviceBody>,
 }
 
 fn keep_data_by_default() -> bool {
@@ -254,6 +272,7 @@ async fn create(app: &App, request: &Request, tally: &Tally) -> Reply {
         data: body.data,
         idle_timeout_seconds: body.idle_timeout_seconds,
         absolute_timeout_seconds: body.absolute_timeout_seconds,
+        device: body.device.map(DeviceBody::checked).transpose()?,
     };
     let issued = app
         .store
@@ -347,14 +366,18 @@ async fn touch(app: &App, id: &SessionId) -> Reply {
 
 async fn rotate(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> Reply {
     let body: RotateBody = parse_body(app, request, &["application/json"], Some("{}"))?;
-    let subject = body.subject.as_deref().map(Subject::parse).transpose()?;
+    let successor = Successor {
+        keep_data: body.keep_data,
+        subject: body.subject.as_deref().map(Subject::parse).transpose()?,
+        device: body.device.map(DeviceBody::checked).transpose()?,
+    };
     // Scoped by the old id itself (only the digest of scope and key is stored):
     // a record answers only a caller that holds the session it rotated.
     let scope = format!("POST /sessions/{}/rotate", id.as_str());
     let idempotency = idempotency_key(request, &scope)?;
     let issued = app
         .store
-        .rotate(id, body.keep_data, subject, idempotency.as_ref(), app.clock.now())
+        .rotate_to(id, successor, idempotency.as_ref(), app.clock.now())
         .await
         .map_err(store_error)?;
     info!(session = %id.fingerprint(), new_session = %issued.session.handle.fingerprint(), "rotated");

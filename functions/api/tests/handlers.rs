@@ -722,3 +722,66 @@ async fn get_with_touch_true_reads_and_slides_the_idle_expiry_in_one_call() {
     assert_eq!(refused.json["type"], "urn:session-service:problem:invalid-query");
     assert_eq!(counter.take(), 0);
 }
+
+#[tokio::test]
+async fn devices_are_stored_listed_kept_across_rotation_and_bounded() {
+    let (app, _, clock) = app().await;
+    let sample: Value = serde_json::from_str(event("create-session-with-device")["body"].as_str().unwrap()).unwrap();
+    assert!(sample["device"].is_object(), "the sample names a device");
+    let body = r#"{"subject": "dev-user", "device": {"user_agent": "Mozilla/5.0 (Macintosh)", "ip": "2001:DB8::7", "label": "Work laptop"}}"#;
+    let created = call(&app, &with_body(event("create-session-with-device"), body, None)).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let device = json!({"user_agent": "Mozilla/5.0 (Macintosh)", "ip": "2001:db8::7", "label": "Work laptop"});
+    assert_eq!(created.json["device"], device, "the address in canonical form");
+    let as_sampled = call(&app, &event("create-session-with-device")).await;
+    assert_eq!(as_sampled.json["device"], sample["device"], "{}", as_sampled.json);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(call(&app, &event_for("get-session", &id)).await.json["device"], device);
+
+    // A rotation keeps the device, or takes the one it names (a login elsewhere).
+    clock.advance(120);
+    let rotated = call(&app, &event_for("rotate-session", &id)).await;
+    assert_eq!(rotated.json["device"], device, "{}", rotated.json);
+    let successor = rotated.json["id"].as_str().unwrap().to_owned();
+    let sampled = call(&app, &event_for("rotate-session-with-device", &successor)).await;
+    assert_eq!(sampled.json["device"]["label"], "Phone", "{}", sampled.json);
+    let successor = sampled.json["id"].as_str().unwrap().to_owned();
+    let elsewhere = with_body(
+        event_for("rotate-session-with-device", &successor),
+        r#"{"subject": "dev-user", "device": {"label": "Phone"}}"#,
+        None,
+    );
+    let moved = call(&app, &elsewhere).await;
+    assert_eq!(moved.json["device"], json!({"label": "Phone"}), "{}", moved.json);
+
+    // The listing: handle, device, created, last active, expiry; no id, no data.
+    let mut list = event("list-subject-sessions");
+    let text = list.to_string().replace("user-42", "dev-user");
+    list = serde_json::from_str(&text).unwrap();
+    let listed = call(&app, &list).await;
+    let sessions = listed.json["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{}", listed.json);
+    let summary = &sessions[0];
+    assert_eq!(summary["device"], json!({"label": "Phone"}));
+    assert_eq!(summary["last_active_at"], moved.json["updated_at"]);
+    assert_eq!(summary["created_at"], created.json["created_at"]);
+    assert!(summary.get("data").is_none() && summary.get("id").is_none());
+
+    // Bounded: each part checked, a 422 problem naming it; unknown parts refused.
+    for (device, names) in [
+        (json!({"user_agent": "x".repeat(513)}), "device.user_agent"),
+        (json!({"label": "tab\there"}), "device.label"),
+        (json!({"label": ""}), "device.label"),
+        (json!({"ip": "300.1.2.3"}), "device.ip"),
+        (json!({"fingerprint": "abc"}), "fingerprint"),
+    ] {
+        let body = json!({"device": device}).to_string();
+        let refused = call(&app, &with_body(event("create-session"), &body, None)).await;
+        assert_eq!(refused.status, 422, "{device}: {}", refused.json);
+        assert!(
+            refused.json["detail"].as_str().unwrap().contains(names),
+            "{}",
+            refused.json
+        );
+    }
+}

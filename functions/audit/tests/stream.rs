@@ -50,7 +50,18 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
         ..Default::default()
     };
 
-    let logged_out = store.create(owned(), None, now).await.unwrap();
+    // The device a session was on reaches its deletion's record.
+    let laptop = session_store::Device::new(
+        Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+        Some("203.0.113.7".into()),
+        Some("Work laptop".into()),
+    )
+    .unwrap();
+    let on_laptop = NewSession {
+        device: Some(laptop.clone()),
+        ..owned()
+    };
+    let logged_out = store.create(on_laptop, None, now).await.unwrap();
     store.delete(&logged_out.id).await.unwrap();
     let rotated = store.create(owned(), None, now).await.unwrap();
     let successor = store.rotate(&rotated.id, true, None, None, now).await.unwrap();
@@ -116,4 +127,13 @@ async fn deletions_through_the_api_the_sweeper_and_ttl_are_audited_once_each() {
         .filter(|r| r.event_name != "INSERT" && r.event_name != "MODIFY")
         .count();
     assert_eq!(deletions, expected.len(), "the stream carried exactly these deletions");
+    let alices = auditor.log.by_subject("alice").await.unwrap();
+    let devices: HashMap<String, Option<session_store::Device>> =
+        alices.into_iter().map(|r| (r.session, r.device)).collect();
+    assert_eq!(devices[&logged_out.id.fingerprint()], Some(laptop));
+    assert_eq!(
+        devices[&elsewhere.id.fingerprint()],
+        None,
+        "no device given, none recorded"
+    );
 }

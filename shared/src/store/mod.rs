@@ -84,7 +84,7 @@ impl DynamoStore {
     /// before DynamoDB's TTL has deleted them.
     pub async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Session, StoreError> {
         match self.lookup(id, now).await? {
-            Lookup::Live(session) => Ok(session),
+            Lookup::Live(session) => Ok(*session),
             Lookup::Expired => Err(StoreError::NotFound),
         }
     }
@@ -96,7 +96,7 @@ impl DynamoStore {
         if record.session.is_expired(now) {
             return Ok(Lookup::Expired);
         }
-        Ok(Lookup::Live(record.session))
+        Ok(Lookup::Live(Box::new(record.session)))
     }
 
     /// A page view: reads a live session and slides its idle expiry when a touch is
@@ -108,7 +108,7 @@ impl DynamoStore {
     pub async fn get_and_touch(&self, id: &SessionId, now: Timestamp) -> Result<Lookup, StoreError> {
         match self.lookup(id, now).await? {
             Lookup::Live(session) if session.touch_is_due(now, self.config.limits.touch_step) => {
-                self.touch(id, now).await.map(Lookup::Live)
+                self.touch(id, now).await.map(|s| Lookup::Live(Box::new(s)))
             }
             found => Ok(found),
         }
@@ -143,7 +143,7 @@ impl DynamoStore {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
     /// The session, live.
-    Live(Session),
+    Live(Box<Session>),
     /// The session has expired; it is gone for every purpose but the sweep.
     Expired,
 }

@@ -107,6 +107,7 @@ impl DynamoStore {
                 attr::HANDLE,
                 attr::FAMILY,
                 attr::SUBJECT,
+                attr::DEVICE,
                 attr::CREATED_AT,
                 attr::UPDATED_AT,
                 attr::EXPIRES_AT,

@@ -9,7 +9,7 @@ use super::transact::{Parts, Transacted};
 use crate::error::StoreError;
 use crate::id::{SessionId, random_token};
 use crate::item::{self, Record, attr};
-use crate::model::{Issued, Subject, Timestamp};
+use crate::model::{Issued, Subject, Successor, Timestamp};
 use crate::registry::IdempotencyKey;
 use crate::store::DynamoStore;
 
@@ -25,6 +25,23 @@ impl DynamoStore {
         id: &SessionId,
         keep_data: bool,
         subject: Option<Subject>,
+        idempotency: Option<&IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<Issued, StoreError> {
+        let successor = Successor {
+            keep_data,
+            subject,
+            device: None,
+        };
+        self.rotate_to(id, successor, idempotency, now).await
+    }
+
+    /// [`rotate`](Self::rotate) to a `successor` that may also name a new device
+    /// (a login from another browser); the old session's device otherwise.
+    pub async fn rotate_to(
+        &self,
+        id: &SessionId,
+        successor: Successor,
         idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<Issued, StoreError> {
@@ -45,7 +62,7 @@ impl DynamoStore {
             let old = &record.session;
             let new_id = SessionId::generate()?;
             let write = random_token()?;
-            let next = old.rotated(&new_id, keep_data, subject.clone(), now);
+            let next = old.rotated(&new_id, successor.clone(), now);
             let mut parts = Parts::default();
             let mut e = Expr::default();
             let condition = format!(
