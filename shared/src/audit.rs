@@ -251,10 +251,10 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Option<AuditRecord> {
         created_at: time(attr::CREATED_AT)?,
         last_active_at: time(attr::LAST_ACTIVE_AT)?,
         expires_at: time(attr::EXPIRES_AT)?,
-        device: match item.get(attr::DEVICE) {
-            None => None,
-            Some(device) => Some(serde_dynamo::from_attribute_value(device.clone()).ok()?),
-        },
+        // A device that does not read back is left out, not the record.
+        device: item
+            .get(attr::DEVICE)
+            .and_then(|d| serde_dynamo::from_attribute_value(d.clone()).ok()),
     })
 }
 

@@ -19,7 +19,8 @@ pub struct Device {
     /// The browser's `User-Agent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
-    /// The client's IP address (IPv4 or IPv6), in its canonical text form.
+    /// The client's IP address (IPv4 or IPv6), in its canonical text form (an
+    /// IPv4-mapped IPv6 address as the IPv4 one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
     /// A name for the device the app or its user chose ("Work laptop").
@@ -43,6 +44,7 @@ impl Device {
             Some(raw) => Some(
                 raw.parse::<IpAddr>()
                     .map_err(|_| ValidationError::DeviceIp)?
+                    .to_canonical()
                     .to_string(),
             ),
         };
@@ -72,6 +74,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(device.ip.as_deref(), Some("2001:db8::1"));
+        let mapped = Device::new(None, Some("::ffff:203.0.113.7".into()), None).unwrap();
+        assert_eq!(mapped.ip.as_deref(), Some("203.0.113.7"), "one client, one form");
         assert_eq!(
             Device::new(Some("x".repeat(MAX_USER_AGENT + 1)), None, None),
             Err(ValidationError::Device {

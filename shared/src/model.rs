@@ -305,8 +305,11 @@ impl Session {
         Timestamp(self.absolute_expires_at.0 - i64::from(self.idle_timeout_seconds))
     }
 
-    /// Whether a touch at `now` is worth writing: it moves the expiry by at least
-    /// `step` seconds, or the session would otherwise expire within `step`.
+    /// Whether a touch at `now` is worth writing: the last activity is at least
+    /// `step` seconds old (so a written slide moves the expiry by at least `step`
+    /// while it slides), or the session would otherwise expire within `step`.
+    /// Once the expiry is the absolute one, touches write nothing more, so the last
+    /// activity stays where the capping write left it.
     pub fn touch_is_due(&self, now: Timestamp, step: u32) -> bool {
         expiry(now, self.idle_timeout_seconds, self.absolute_expires_at) != self.expires_at
             && (self.updated_at.plus(step) <= now || self.expires_at <= now.plus(step))

@@ -120,3 +120,36 @@ async fn a_session_deleted_between_the_read_and_the_slide_is_not_brought_back() 
         "never resurrected"
     );
 }
+
+#[tokio::test]
+async fn a_page_view_in_the_last_idle_period_writes_once_in_the_capped_form() {
+    // Idle 600 s, absolute 1000 s: past 400 s the expiry is the absolute one.
+    let (counter, meter) = (RequestCounter::default(), CapacityMeter::default());
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        testkit::local_config()
+            .interceptor(counter.clone())
+            .interceptor(meter.clone())
+            .build(),
+    );
+    let mut config = testkit::fresh_config(&client).await;
+    config.limits.touch_step = 60;
+    let store = DynamoStore::new(client, config);
+    let now = Timestamp::now();
+    let capped = NewSession {
+        idle_timeout_seconds: Some(600),
+        absolute_timeout_seconds: Some(1000),
+        ..Default::default()
+    };
+    let issued = store.create(capped, None, now).await.unwrap();
+    store.touch(&issued.id, now.plus(350)).await.unwrap();
+    counter.take();
+    meter.take();
+    let viewed = live(store.get_and_touch(&issued.id, now.plus(459)).await.unwrap());
+    assert_eq!(viewed.expires_at, now.plus(1000));
+    assert_eq!(viewed.updated_at, now.plus(459));
+    assert_eq!(
+        counter.take(),
+        2,
+        "GetItem, then the capped UpdateItem: no failed sliding attempt"
+    );
+}

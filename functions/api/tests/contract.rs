@@ -99,6 +99,9 @@ async fn responses_match_the_documented_statuses_and_schemas() {
     let created = call(&app, &event("create-session")).await;
     let id = created.json["id"].as_str().unwrap().to_owned();
     let bad_json = |name: &str| with_body(event_for(name, &id), "{", None);
+    let mut touch_yes = event_for("get-session-touch", &id);
+    touch_yes["rawQueryString"] = json!("touch=yes");
+    touch_yes["queryStringParameters"] = json!({"touch": "yes"});
     let mut checks: Vec<(&str, &str, Value)> = vec![
         ("GET", "/health", event("health")),
         ("POST", "/sessions", event("create-session")),
@@ -113,7 +116,10 @@ async fn responses_match_the_documented_statuses_and_schemas() {
             "/sessions",
             with_body(event("create-session"), "a", Some("text/plain")),
         ),
+        ("POST", "/sessions", event("create-session-with-device")),
         ("GET", "/sessions/{id}", event_for("get-session", &id)),
+        ("GET", "/sessions/{id}", event_for("get-session-touch", &id)),
+        ("GET", "/sessions/{id}", touch_yes),
         ("GET", "/sessions/{id}", event("get-session")),
         ("PUT", "/sessions/{id}", event_for("replace-session", &id)),
         ("PUT", "/sessions/{id}", event_for("replace-session", &id)),
@@ -127,7 +133,11 @@ async fn responses_match_the_documented_statuses_and_schemas() {
             "/subjects/{subject}/sessions",
             with_body(event("list-subject-sessions"), "", None),
         ),
-        ("POST", "/sessions/{id}/rotate", event_for("rotate-session", &id)),
+        (
+            "POST",
+            "/sessions/{id}/rotate",
+            event_for("rotate-session-with-device", &id),
+        ),
         ("POST", "/sessions/{id}/rotate", event_for("rotate-session", &id)),
         (
             "DELETE",

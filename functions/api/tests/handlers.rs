@@ -738,6 +738,26 @@ async fn devices_are_stored_listed_kept_across_rotation_and_bounded() {
     let id = created.json["id"].as_str().unwrap().to_owned();
     assert_eq!(call(&app, &event_for("get-session", &id)).await.json["device"], device);
 
+    // Data writes and touches keep it (PATCH into an object: the guarded PutItem path).
+    for (event_name, body) in [
+        ("merge-session", r#"{"data": {"prefs": {"lang": "en"}}}"#),
+        ("merge-session", r#"{"data": {"prefs": {"tz": "UTC"}}}"#),
+        ("replace-session", r#"{"data": {"k": 1}}"#),
+    ] {
+        clock.advance(61);
+        let mut request = with_body(event_for(event_name, &id), body, None);
+        request["headers"].as_object_mut().unwrap().remove("if-match");
+        let written = call(&app, &request).await;
+        assert_eq!(written.status, 200, "{event_name}: {}", written.json);
+        assert_eq!(written.json["device"], device, "{event_name}");
+    }
+    clock.advance(61);
+    assert_eq!(
+        call(&app, &event_for("touch-session", &id)).await.json["device"],
+        device
+    );
+    assert_eq!(call(&app, &event_for("get-session", &id)).await.json["device"], device);
+
     // A rotation keeps the device, or takes the one it names (a login elsewhere).
     clock.advance(120);
     let rotated = call(&app, &event_for("rotate-session", &id)).await;

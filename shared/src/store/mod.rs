@@ -107,9 +107,10 @@ impl DynamoStore {
     /// answers `NotFound`).
     pub async fn get_and_touch(&self, id: &SessionId, now: Timestamp) -> Result<Lookup, StoreError> {
         match self.lookup(id, now).await? {
-            Lookup::Live(session) if session.touch_is_due(now, self.config.limits.touch_step) => {
-                self.touch(id, now).await.map(|s| Lookup::Live(Box::new(s)))
-            }
+            Lookup::Live(session) if session.touch_is_due(now, self.config.limits.touch_step) => self
+                .touch_as_read(id, &session, now)
+                .await
+                .map(|s| Lookup::Live(Box::new(s))),
             found => Ok(found),
         }
     }

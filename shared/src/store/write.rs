@@ -73,6 +73,23 @@ impl DynamoStore {
         self.change(id, Change::Touch, None, now).await
     }
 
+    /// A touch of a session just read as `read`: its single UpdateItem takes the
+    /// form `read` calls for (capped past the last idle period), so a page view
+    /// writes once, as a touch that knows nothing of the session would not.
+    pub(super) async fn touch_as_read(
+        &self,
+        id: &SessionId,
+        read: &Session,
+        now: Timestamp,
+    ) -> Result<Session, StoreError> {
+        let slide = if read.slide_until() < now {
+            Slide::Capped
+        } else {
+            Slide::Sliding
+        };
+        self.change_from(id, Change::Touch, None, slide, now).await
+    }
+
     /// Applies an activity write. The common case is one conditional UpdateItem
     /// that computes the new expiry in DynamoDB; when its condition fails the item
     /// comes back with the failure, and the rare cases (absolute expiry reached,
@@ -82,6 +99,18 @@ impl DynamoStore {
         id: &SessionId,
         change: Change,
         if_match: Option<&[u64]>,
+        now: Timestamp,
+    ) -> Result<Session, StoreError> {
+        self.change_from(id, change, if_match, Slide::Sliding, now).await
+    }
+
+    /// [`change`](Self::change), its first UpdateItem in the form `first`.
+    async fn change_from(
+        &self,
+        id: &SessionId,
+        change: Change,
+        if_match: Option<&[u64]>,
+        first: Slide,
         now: Timestamp,
     ) -> Result<Session, StoreError> {
         let limits = &self.config.limits;
@@ -106,14 +135,14 @@ impl DynamoStore {
         // (the first attempt committed, its response lost) is known for a success.
         let write = random_token()?;
         let mut known = match self
-            .update_in_place(&handle, &change, if_match, &write, Slide::Sliding, now)
+            .update_in_place(&handle, &change, if_match, &write, first, now)
             .await?
         {
             Attempt::Written(item) => return Ok(item::decode(item)?.session),
             Attempt::Refused(item) => Known::Returned(item),
             Attempt::NotExpressible => Known::Unread,
         };
-        let mut tried_capped = false;
+        let mut tried_capped = first == Slide::Capped;
         for _ in 0..MAX_ATTEMPTS {
             let record = match std::mem::replace(&mut known, Known::Unread) {
                 Known::Returned(Some(item)) => item::decode(item)?,
