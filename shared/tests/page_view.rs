@@ -9,17 +9,8 @@ use session_store::store::Lookup;
 use session_store::{DynamoStore, NewSession, SessionData, Timestamp};
 use session_testkit::{self as testkit, CapacityMeter, Faults, RequestCounter};
 
-/// A store whose requests are counted and metered, a session of about 10 KB on it
-/// (idle 600 s, touch step 60 s), and its creation time.
-async fn setup(
-    idle: u32,
-) -> (
-    DynamoStore,
-    RequestCounter,
-    CapacityMeter,
-    session_store::Issued,
-    Timestamp,
-) {
+/// A store on fresh tables (touch step 60 s) whose requests are counted and metered.
+async fn metered_store() -> (DynamoStore, RequestCounter, CapacityMeter) {
     let (counter, meter) = (RequestCounter::default(), CapacityMeter::default());
     let client = aws_sdk_dynamodb::Client::from_conf(
         testkit::local_config()
@@ -29,7 +20,21 @@ async fn setup(
     );
     let mut config = testkit::fresh_config(&client).await;
     config.limits.touch_step = 60;
-    let store = DynamoStore::new(client, config);
+    (DynamoStore::new(client, config), counter, meter)
+}
+
+/// A [`metered_store`], a session of about 10 KB on it (idle timeout `idle`), and
+/// its creation time.
+async fn setup(
+    idle: u32,
+) -> (
+    DynamoStore,
+    RequestCounter,
+    CapacityMeter,
+    session_store::Issued,
+    Timestamp,
+) {
+    let (store, counter, meter) = metered_store().await;
     let now = Timestamp::now();
     let data = SessionData::from_json(&format!(r#"{{"blob":"{}"}}"#, "x".repeat(10_000))).unwrap();
     let session = NewSession {
@@ -124,16 +129,7 @@ async fn a_session_deleted_between_the_read_and_the_slide_is_not_brought_back() 
 #[tokio::test]
 async fn a_page_view_in_the_last_idle_period_writes_once_in_the_capped_form() {
     // Idle 600 s, absolute 1000 s: past 400 s the expiry is the absolute one.
-    let (counter, meter) = (RequestCounter::default(), CapacityMeter::default());
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        testkit::local_config()
-            .interceptor(counter.clone())
-            .interceptor(meter.clone())
-            .build(),
-    );
-    let mut config = testkit::fresh_config(&client).await;
-    config.limits.touch_step = 60;
-    let store = DynamoStore::new(client, config);
+    let (store, counter, meter) = metered_store().await;
     let now = Timestamp::now();
     let capped = NewSession {
         idle_timeout_seconds: Some(600),
