@@ -79,7 +79,7 @@ EMF = {
     },
 }
 EMF_METRICS = {m for sets in EMF.values() for names in sets.values() for m in names}
-CAUSES = {"logout", "revoke_one", "revoke_all"}
+CAUSES = {"logout", "revoke_one", "revoke_all", "evicted"}
 BINARY = {"ApiFunction": "api", "SweeperFunction": "sweeper", "AuditFunction": "audit"}
 
 # Physical names: the properties that name a resource in its account and region, for

@@ -29,10 +29,49 @@ pub struct Config {
     /// not done: 6 s, within the API function's 10 s timeout and well within the
     /// revocation lock's 60 s.
     pub revoke_budget: std::time::Duration,
+    /// The most live sessions a subject may have, and what a create past it does
+    /// (`SESSION_MAX_PER_SUBJECT`, default 0: no cap; `SESSION_CAP_POLICY`).
+    pub subject_cap: Option<SubjectCap>,
 }
 
 /// The default [`Config::revoke_budget`].
 pub const REVOKE_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// The largest `SESSION_MAX_PER_SUBJECT`: a capped create evicts in one
+/// transaction (at most 100 items), and reads the owner's sessions in one
+/// BatchGetItem (at most 100 keys) in the steady state.
+pub const MAX_PER_SUBJECT_CEILING: u32 = 50;
+
+/// A cap on the live sessions of one subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubjectCap {
+    /// The most live sessions a subject may have (1 to [`MAX_PER_SUBJECT_CEILING`]).
+    pub max: u32,
+    /// What creating one more does.
+    pub policy: CapPolicy,
+}
+
+/// What creating (or rotating into) a subject's session past its cap does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapPolicy {
+    /// Revokes the subject's least recently active sessions to make room
+    /// (`evict_oldest`, the default).
+    EvictOldest,
+    /// Refuses the new session (`reject`: a 409 problem).
+    Reject,
+}
+
+impl std::str::FromStr for CapPolicy {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "evict_oldest" => Ok(Self::EvictOldest),
+            "reject" => Ok(Self::Reject),
+            _ => Err("must be evict_oldest or reject"),
+        }
+    }
+}
 
 /// Timeouts and sizes a request may ask for, and their defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +147,7 @@ impl Config {
             touch_step: parse(&lookup, "SESSION_TOUCH_STEP_SECONDS", defaults.touch_step)?,
             max_data_bytes: parse(&lookup, "SESSION_MAX_DATA_BYTES", defaults.max_data_bytes)?,
         };
+        let cap_policy = parse(&lookup, "SESSION_CAP_POLICY", CapPolicy::EvictOldest)?;
         let config = Self {
             table_name,
             registry_table,
@@ -116,6 +156,13 @@ impl Config {
             expiry_shards: parse(&lookup, "SESSION_EXPIRY_SHARDS", 16)?,
             expiry_bucket_seconds: parse(&lookup, "SESSION_EXPIRY_BUCKET_SECONDS", 300)?,
             revoke_budget: REVOKE_BUDGET,
+            subject_cap: match parse(&lookup, "SESSION_MAX_PER_SUBJECT", 0u32)? {
+                0 => None,
+                max => Some(SubjectCap {
+                    max,
+                    policy: cap_policy,
+                }),
+            },
         };
         config.check()?;
         Ok(config)
@@ -133,6 +180,7 @@ impl Config {
             expiry_shards: 16,
             expiry_bucket_seconds: 300,
             revoke_budget: REVOKE_BUDGET,
+            subject_cap: None,
         }
     }
 
@@ -173,6 +221,9 @@ impl Config {
         }
         if self.expiry_shards == 0 || self.expiry_shards > 1000 {
             return fail("SESSION_EXPIRY_SHARDS", "must be between 1 and 1000");
+        }
+        if self.subject_cap.is_some_and(|cap| cap.max > MAX_PER_SUBJECT_CEILING) {
+            return fail("SESSION_MAX_PER_SUBJECT", "must be between 0 (no cap) and 50");
         }
         if self.expiry_bucket_seconds <= 0 {
             return fail("SESSION_EXPIRY_BUCKET_SECONDS", "must be positive");
@@ -259,5 +310,38 @@ mod tests {
         .unwrap();
         assert!(!c.consistent_reads);
         assert_eq!(c.limits.touch_step, 5);
+    }
+
+    #[test]
+    fn a_subject_cap_is_off_by_default_and_evicts_unless_told_to_reject() {
+        let base = [("SESSIONS_TABLE", "t"), ("REGISTRY_TABLE", "r")];
+        assert_eq!(config(&base).unwrap().subject_cap, None);
+        let with = |extra: &[(&'static str, &'static str)]| config(&[&base[..], extra].concat());
+        assert_eq!(with(&[("SESSION_MAX_PER_SUBJECT", "0")]).unwrap().subject_cap, None);
+        assert_eq!(
+            with(&[("SESSION_MAX_PER_SUBJECT", "5")]).unwrap().subject_cap,
+            Some(SubjectCap {
+                max: 5,
+                policy: CapPolicy::EvictOldest
+            })
+        );
+        assert_eq!(
+            with(&[("SESSION_MAX_PER_SUBJECT", "50"), ("SESSION_CAP_POLICY", "reject")])
+                .unwrap()
+                .subject_cap,
+            Some(SubjectCap {
+                max: 50,
+                policy: CapPolicy::Reject
+            })
+        );
+        for bad in [
+            &[("SESSION_MAX_PER_SUBJECT", "51")][..],
+            &[("SESSION_MAX_PER_SUBJECT", "-1")],
+            &[("SESSION_MAX_PER_SUBJECT", "2.5")],
+        ] {
+            assert_eq!(with(bad).unwrap_err().name, "SESSION_MAX_PER_SUBJECT");
+        }
+        let e = with(&[("SESSION_MAX_PER_SUBJECT", "3"), ("SESSION_CAP_POLICY", "lru")]).unwrap_err();
+        assert_eq!(e.name, "SESSION_CAP_POLICY");
     }
 }

@@ -68,6 +68,13 @@ pub enum StoreError {
         /// Attempts made.
         attempts: u32,
     },
+    /// The subject has as many live sessions as its cap allows, and the cap's
+    /// policy is to refuse more.
+    #[error("the subject has {max} live sessions, the most it may have")]
+    CapReached {
+        /// The cap.
+        max: u32,
+    },
     /// The `Idempotency-Key` was used before with a different request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,

@@ -131,6 +131,10 @@ pub struct Issued {
     /// was created or rotated this time). Not part of the answer.
     #[serde(skip)]
     pub replayed: bool,
+    /// How many of the subject's sessions this create or rotation evicted to stay
+    /// within the subject's cap (`evict_oldest`). Not part of the answer.
+    #[serde(skip)]
+    pub evicted: u32,
 }
 
 /// A session without its data, as owner listings show it: a handle, never the id.

@@ -12,6 +12,10 @@
 //!   the lock in its transaction), except rotations of a family that every revoke
 //!   under way spares. Concurrent revokes share the lock: each adds its token to
 //!   the lock's holders, and the lock spares a family only while all of them do.
+//! - **Cap items** (`owner#{subject}`, `cap`): with `SESSION_MAX_PER_SUBJECT` set,
+//!   a random token that every admitted create and every rotation of the owner's
+//!   sessions replaces in its transaction, so that concurrent logins of the owner
+//!   commit one at a time (see `store::cap`).
 //! - **Idempotency records** (`idempotency#{digest}`, `record`): the outcome of a
 //!   create or rotation made with an `Idempotency-Key`, written in the same
 //!   transaction. The key is a digest of the `Idempotency-Key`, and the new
@@ -49,6 +53,8 @@ pub mod attr {
     pub const FAMILY: &str = "family";
     /// A lock's holders: the tokens of the revokes under way (a string set).
     pub const HOLDERS: &str = "holders";
+    /// A cap item's token, replaced by every write that changes the owner's sessions.
+    pub const TOKEN: &str = "token";
     /// An idempotency record's request digest (same key, other request: refused).
     pub const REQUEST_DIGEST: &str = "request_digest";
     /// An idempotency record's nonce, base64url.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use lambda_support::metrics::{FUNCTION, Metrics, Unit};
+use lambda_support::metrics::{Document, FUNCTION, Metrics, Unit};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use session_store::{
@@ -59,10 +59,11 @@ struct Tally(OnceLock<Counted>);
 #[derive(Debug, Clone, Copy)]
 enum Counted {
     /// A session was created (`SessionsCreated`); a retry answered from its
-    /// `Idempotency-Key`'s record is not counted again.
-    Created,
-    /// A session was rotated (`SessionsRotated`).
-    Rotated,
+    /// `Idempotency-Key`'s record is not counted again. With the sessions it
+    /// evicted to keep its subject within the cap (`SessionsRevoked`, cause `evicted`).
+    Created { evicted: u32 },
+    /// A session was rotated (`SessionsRotated`), with the sessions it evicted.
+    Rotated { evicted: u32 },
     /// A read found the session expired (`ExpiredReads`).
     ExpiredRead,
     /// Sessions were revoked (`SessionsRevoked`), by cause: `logout` (its holder
@@ -132,11 +133,13 @@ fn emit_metrics(app: &App, method: &Method, route: &str, status: u16, started: I
         .count(BY_FUNCTION, "Unavailable", u64::from(status == 503));
     match tally.0.get() {
         None => {}
-        Some(Counted::Created) => {
+        Some(&Counted::Created { evicted }) => {
             document.count(BY_FUNCTION, "SessionsCreated", 1);
+            count_evictions(&mut document, evicted);
         }
-        Some(Counted::Rotated) => {
+        Some(&Counted::Rotated { evicted }) => {
             document.count(BY_FUNCTION, "SessionsRotated", 1);
+            count_evictions(&mut document, evicted);
         }
         Some(Counted::ExpiredRead) => {
             document.count(BY_FUNCTION, "ExpiredReads", 1);
@@ -148,6 +151,15 @@ fn emit_metrics(app: &App, method: &Method, route: &str, status: u16, started: I
         }
     }
     app.metrics.emit(document);
+}
+
+/// Sessions a login evicted to keep its subject within the cap, if any.
+fn count_evictions(document: &mut Document, evicted: u32) {
+    if evicted > 0 {
+        document
+            .dimension("Cause", "evicted")
+            .count(&[&["Cause"]], "SessionsRevoked", u64::from(evicted));
+    }
 }
 
 async fn route_to(app: &App, method: &Method, target: Target, request: &Request, tally: &Tally) -> Reply {
@@ -281,7 +293,9 @@ async fn create(app: &App, request: &Request, tally: &Tally) -> Reply {
         .map_err(store_error)?;
     info!(session = %issued.session.handle.fingerprint(), "created");
     if !issued.replayed {
-        tally.count(Counted::Created);
+        tally.count(Counted::Created {
+            evicted: issued.evicted,
+        });
     }
     issued_response(&issued)
 }
@@ -382,7 +396,9 @@ async fn rotate(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> 
         .map_err(store_error)?;
     info!(session = %id.fingerprint(), new_session = %issued.session.handle.fingerprint(), "rotated");
     if !issued.replayed {
-        tally.count(Counted::Rotated);
+        tally.count(Counted::Rotated {
+            evicted: issued.evicted,
+        });
     }
     issued_response(&issued)
 }

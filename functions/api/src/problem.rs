@@ -164,6 +164,15 @@ impl From<&StoreError> for Problem {
                 "Conflict",
                 "the session kept changing concurrently; retry the request",
             ),
+            StoreError::CapReached { max } => Self::new(
+                StatusCode::CONFLICT,
+                "session-cap-reached",
+                "Too many sessions",
+                format!(
+                    "the subject has {max} live sessions, the most it may have; \
+                     end one (DELETE /subjects/{{subject}}/sessions/{{handle}}) before creating another"
+                ),
+            ),
             StoreError::IdempotencyMismatch => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",

@@ -229,3 +229,58 @@ async fn dynamodb_throttles_and_retries_and_failures_are_counted_by_kind() {
     assert_eq!(of_function(&document, "DynamoDbThrottles"), Some(0.0));
     assert_eq!(of_function(&document, "DynamoDbRetries"), Some(0.0));
 }
+
+/// An app whose store caps each subject at `max` live sessions under `policy`.
+async fn capped_app(max: u32, policy: session_store::config::CapPolicy) -> (api::App, Captured) {
+    let (app, _, _) = app().await;
+    let mut config = app.store.config().clone();
+    config.subject_cap = Some(session_store::config::SubjectCap { max, policy });
+    let store = DynamoStore::new(app.store.client().clone(), config);
+    capturing(api::App { store, ..app })
+}
+
+#[tokio::test]
+async fn a_login_past_the_subject_cap_is_a_409_problem_under_reject_and_an_eviction_under_evict_oldest() {
+    use session_store::config::CapPolicy;
+    let login = || with_body(event("create-session"), r#"{"subject": "user-42"}"#, None);
+
+    let (app, captured) = capped_app(2, CapPolicy::Reject).await;
+    for _ in 0..2 {
+        assert_eq!(call(&app, &login()).await.status, 201);
+    }
+    captured.take();
+    let refused = call(&app, &login()).await;
+    assert_eq!(refused.status, 409, "{}", refused.json);
+    assert_eq!(refused.header("content-type"), Some("application/problem+json"));
+    assert_eq!(refused.json["type"], "urn:session-service:problem:session-cap-reached");
+    assert_eq!(refused.json["status"], 409);
+    let document = one(&captured);
+    assert_request(&document, "POST /sessions", 409);
+    assert_eq!(of_function(&document, "SessionsCreated"), None);
+
+    let (app, captured) = capped_app(2, CapPolicy::EvictOldest).await;
+    for _ in 0..2 {
+        assert_eq!(call(&app, &login()).await.status, 201);
+    }
+    let documents = captured.take();
+    assert!(
+        documents
+            .iter()
+            .all(|d| emf::value(d, "SessionsRevoked", &[("Cause", "evicted")]).is_none()),
+        "nothing evicted within the cap"
+    );
+    assert_eq!(call(&app, &login()).await.status, 201);
+    let document = one(&captured);
+    assert_eq!(of_function(&document, "SessionsCreated"), Some(1.0));
+    assert_eq!(
+        emf::value(&document, "SessionsRevoked", &[("Cause", "evicted")]),
+        Some(1.0)
+    );
+    let listed = call(&app, &event("list-subject-sessions")).await;
+    assert_eq!(
+        listed.json["sessions"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        listed.json
+    );
+}

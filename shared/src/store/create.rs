@@ -1,9 +1,11 @@
 //! New sessions: one conditional PutItem, or one transaction that also writes
-//! the owner's membership and the `Idempotency-Key`'s record.
+//! the owner's membership and the `Idempotency-Key`'s record; for a subject
+//! under a cap, after reading the subject's live sessions (see `cap`).
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure};
 
+use super::cap::Backoff;
 use super::expr::Expr;
 use super::transact::{Parts, Transacted};
 use super::written_by;
@@ -19,6 +21,10 @@ impl DynamoStore {
     /// an owned session or an `Idempotency-Key` one TransactWriteItems that also
     /// writes its membership and idempotency record. An SDK retry of a committed
     /// write that its own condition refuses is recognised by its write token.
+    ///
+    /// With a cap on the subject's sessions, the transaction also evicts the least
+    /// recently active ones, or the create fails with [`StoreError::CapReached`]
+    /// (a Query and a BatchGetItem before the transaction; see `cap`).
     pub async fn create(
         &self,
         request: NewSession,
@@ -31,10 +37,11 @@ impl DynamoStore {
         let mut e = Expr::default();
         let condition = format!("attribute_not_exists({})", e.name(attr::HANDLE));
         let item = item::encode(&session, None, &write, &self.config);
-        let issued = Issued {
+        let mut issued = Issued {
             id,
             session,
             replayed: false,
+            evicted: 0,
         };
         if session_is_alone(&issued.session, idempotency) {
             let result = self
@@ -59,27 +66,47 @@ impl DynamoStore {
                 },
             };
         }
-        let mut parts = Parts::default();
-        parts.put_session = parts.push(
-            Put::builder()
-                .table_name(&self.config.table_name)
-                .set_item(Some(item))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(e.names))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()?,
-        );
-        if let Some(subject) = &issued.session.subject {
-            parts.push(self.put_membership(&issued.session, subject)?);
-        }
-        if let Some(key) = idempotency {
-            parts.idempotency = parts.push(self.put_idempotency_record(key, &issued.id, now)?);
-        }
-        match self.transact(parts, &write, idempotency, now).await? {
-            Transacted::Done => Ok(issued),
-            Transacted::Replayed(issued) => Ok(issued),
-            // Only a rotation's transaction is refused rather than failed; kept for completeness.
-            Transacted::Refused(_) => Err(StoreError::Contention { attempts: 1 }),
+        let cap = self.config.subject_cap.filter(|_| issued.session.subject.is_some());
+        let mut backoff = Backoff::new();
+        loop {
+            let mut parts = Parts::default();
+            parts.put_session = parts.push(
+                Put::builder()
+                    .table_name(&self.config.table_name)
+                    .set_item(Some(item.clone()))
+                    .condition_expression(condition.clone())
+                    .set_expression_attribute_names(Some(e.names.clone()))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build()?,
+            );
+            if let Some(subject) = &issued.session.subject {
+                parts.push(self.put_membership(&issued.session, subject)?);
+                if let Some(cap) = cap {
+                    let admission = match self.admit(subject, cap, now).await {
+                        // A retry of a create that committed finds its own session counted.
+                        Err(StoreError::CapReached { max }) => {
+                            return self.replay_or(idempotency, StoreError::CapReached { max }, now).await;
+                        }
+                        admission => admission?,
+                    };
+                    self.push_admission(&mut parts, &admission, now)?;
+                    issued.evicted = admission.evictions();
+                }
+            }
+            if let Some(key) = idempotency {
+                parts.idempotency = parts.push(self.put_idempotency_record(key, &issued.id, now)?);
+            }
+            match self.transact(parts, &write, idempotency, now).await? {
+                Transacted::Done => return Ok(issued),
+                Transacted::Replayed(issued) => return Ok(issued),
+                // Another login of the same capped subject committed first: admit again.
+                Transacted::Refused(_) if cap.is_some() && backoff.wait().await => {}
+                Transacted::Refused(_) => {
+                    return Err(StoreError::Contention {
+                        attempts: backoff.attempts(),
+                    });
+                }
+            }
         }
     }
 }

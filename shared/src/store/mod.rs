@@ -7,9 +7,11 @@
 //! - [`write`]: activity writes (replace, merge, touch) and their fast and slow paths;
 //! - [`rotate`]: rotation, one transaction;
 //! - [`owners`]: an owner's sessions: listing, revoking one, revoking all;
+//! - [`cap`]: the cap on a subject's live sessions: admitting a login, evicting;
 //! - [`transact`]: the transactions of create and rotate, and idempotent replays;
 //! - [`expr`]: expression placeholders.
 
+mod cap;
 mod create;
 mod expr;
 mod owners;

@@ -94,7 +94,9 @@ impl DynamoStore {
         })
     }
 
-    async fn batch_get_summaries(&self, handles: &[Handle]) -> Result<HashMap<Handle, Session>, StoreError> {
+    /// The sessions (without data) of up to 100 `handles`, strongly consistent
+    /// when reads are; missing ones are left out.
+    pub(super) async fn batch_get_summaries(&self, handles: &[Handle]) -> Result<HashMap<Handle, Session>, StoreError> {
         let mut keys: Vec<HashMap<String, AttributeValue>> = handles.iter().map(item::key).collect();
         let mut found = HashMap::new();
         let mut backoff = Duration::from_millis(20);

@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValuesOnConditionCheckFailure};
 
 use super::MAX_ATTEMPTS;
+use super::cap::Backoff;
 use super::expr::Expr;
 use super::transact::{Parts, Transacted};
 use crate::error::StoreError;
@@ -47,7 +48,8 @@ impl DynamoStore {
     ) -> Result<Issued, StoreError> {
         let handle = id.handle();
         let mut known: Option<Record> = None;
-        for _ in 0..MAX_ATTEMPTS {
+        let (mut refusals, mut backoff) = (0, Backoff::new());
+        while refusals < MAX_ATTEMPTS {
             let record = match known.take() {
                 Some(record) => Ok(record),
                 None => self.read(&handle).await,
@@ -56,7 +58,7 @@ impl DynamoStore {
                 Ok(record) if !record.session.is_expired(now) => record,
                 Ok(_) => return Err(StoreError::NotFound),
                 // A retry of a rotation that happened finds the old id gone, and the record.
-                Err(StoreError::NotFound) => return self.replay_or_not_found(idempotency, now).await,
+                Err(StoreError::NotFound) => return self.replay_or(idempotency, StoreError::NotFound, now).await,
                 Err(e) => return Err(e),
             };
             let old = &record.session;
@@ -99,6 +101,22 @@ impl DynamoStore {
             if let Some(owner) = &next.subject {
                 parts.push(self.put_membership(&next, owner)?);
             }
+            let mut evicted = 0;
+            let capped = match (&next.subject, self.config.subject_cap) {
+                // The owner's count is unchanged, but admissions read before this must fail.
+                (Some(owner), Some(_)) if old.subject.as_ref() == Some(owner) => {
+                    parts.push(self.replace_cap_token(owner, None, now)?);
+                    true
+                }
+                // A login into a capped subject, as a create is.
+                (Some(owner), Some(cap)) => {
+                    let admission = self.admit(owner, cap, now).await?;
+                    self.push_admission(&mut parts, &admission, now)?;
+                    evicted = admission.evictions();
+                    true
+                }
+                _ => false,
+            };
             if let Some(key) = idempotency {
                 parts.idempotency = parts.push(self.put_idempotency_record(key, &new_id, now)?);
             }
@@ -108,13 +126,21 @@ impl DynamoStore {
                         id: new_id,
                         session: next,
                         replayed: false,
+                        evicted,
                     });
                 }
                 Transacted::Replayed(issued) => return Ok(issued),
+                // Another write to the capped subject's sessions committed first.
+                Transacted::Refused(None) if capped && backoff.wait().await => {}
                 // The old session changed, expired or went away: look again.
-                Transacted::Refused(old) => known = old.map(item::decode).transpose()?,
+                Transacted::Refused(old) => {
+                    refusals += 1;
+                    known = old.map(item::decode).transpose()?;
+                }
             }
         }
-        Err(StoreError::Contention { attempts: MAX_ATTEMPTS })
+        Err(StoreError::Contention {
+            attempts: refusals + backoff.attempts() - 1,
+        })
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use tracing::debug;
 
 use super::written_by;
@@ -61,6 +61,12 @@ impl DynamoStore {
             // The owner's sessions are being revoked: this one is as good as gone.
             return Err(StoreError::NotFound);
         }
+        if parts.cap.is_some()
+            && (conflict || failed(parts.cap).is_some() || parts.victims.iter().any(|&v| failed(Some(v)).is_some()))
+        {
+            // Another login of the subject committed first, or a session to evict went: admit again.
+            return Ok(Transacted::Refused(None));
+        }
         if conflict && parts.delete_session.is_some() {
             // A rotation reads its session again and retries.
             return Ok(Transacted::Refused(None));
@@ -69,19 +75,21 @@ impl DynamoStore {
         Err(err.into())
     }
 
-    /// The answer to a request whose session is gone: the idempotency record's, if
-    /// the request has a key with a record (its first attempt did the work), else 404.
-    pub(super) async fn replay_or_not_found(
+    /// The idempotency record's answer, if the request has a key with a record (its
+    /// first attempt did the work: a retry of a rotation finds the old session gone,
+    /// a retry of a capped create its own session counted); else `err`.
+    pub(super) async fn replay_or(
         &self,
         idempotency: Option<&IdempotencyKey>,
+        err: StoreError,
         now: Timestamp,
     ) -> Result<Issued, StoreError> {
         let Some(key) = idempotency else {
-            return Err(StoreError::NotFound);
+            return Err(err);
         };
         match self.idempotency_record(key, now).await? {
             Some(record) => self.replay(key, &record, now).await,
-            None => Err(StoreError::NotFound),
+            None => Err(err),
         }
     }
 
@@ -102,6 +110,7 @@ impl DynamoStore {
                     id,
                     session,
                     replayed: true,
+                    evicted: 0,
                 })
             }
         }
@@ -116,6 +125,10 @@ pub(super) struct Parts {
     pub(super) put_session: Option<usize>,
     pub(super) lock_check: Option<usize>,
     pub(super) idempotency: Option<usize>,
+    /// The admission's replacement of the owner's cap token (a capped write).
+    pub(super) cap: Option<usize>,
+    /// The admission's evictions.
+    pub(super) victims: Vec<usize>,
 }
 
 impl Parts {
@@ -125,6 +138,7 @@ impl Parts {
             Part::Put(p) => TransactWriteItem::builder().put(p).build(),
             Part::Delete(d) => TransactWriteItem::builder().delete(d).build(),
             Part::Check(c) => TransactWriteItem::builder().condition_check(c).build(),
+            Part::Update(u) => TransactWriteItem::builder().update(u).build(),
         };
         self.items.push(item);
         Some(self.items.len() - 1)
@@ -136,6 +150,13 @@ pub(super) enum Part {
     Put(Put),
     Delete(Delete),
     Check(ConditionCheck),
+    Update(Update),
+}
+
+impl From<Update> for Part {
+    fn from(u: Update) -> Self {
+        Self::Update(u)
+    }
 }
 
 impl From<Put> for Part {
