@@ -15,7 +15,8 @@
 //! - **Cap items** (`owner#{subject}`, `cap`): with `SESSION_MAX_PER_SUBJECT` set,
 //!   a random token that every admitted create and every rotation of the owner's
 //!   sessions replaces in its transaction, so that concurrent logins of the owner
-//!   commit one at a time (see `store::cap`).
+//!   commit one at a time, and the lease of the queued login admitting now (see
+//!   `store::cap`).
 //! - **Idempotency records** (`idempotency#{digest}`, `record`): the outcome of a
 //!   create or rotation made with an `Idempotency-Key`, written in the same
 //!   transaction. The key is a digest of the `Idempotency-Key`, and the new
@@ -55,6 +56,10 @@ pub mod attr {
     pub const HOLDERS: &str = "holders";
     /// A cap item's token, replaced by every write that changes the owner's sessions.
     pub const TOKEN: &str = "token";
+    /// A cap item's lease holder: the queued login admitting now.
+    pub const HOLDER: &str = "holder";
+    /// The last second a cap item's lease holds.
+    pub const UNTIL: &str = "until";
     /// An idempotency record's request digest (same key, other request: refused).
     pub const REQUEST_DIGEST: &str = "request_digest";
     /// An idempotency record's nonce, base64url.

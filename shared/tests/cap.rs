@@ -275,3 +275,34 @@ async fn memberships(store: &DynamoStore, subject: &Subject) -> usize {
         .collect();
     handles.len()
 }
+
+#[tokio::test]
+async fn a_lease_left_by_a_login_that_died_holds_logins_back_only_until_it_lapses() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let (store, _) = store(cap(2, CapPolicy::EvictOldest)).await;
+    let subject = Subject::parse("user-lease").unwrap();
+    let now = Timestamp::now();
+    store.create(owned(&subject), None, now).await.unwrap();
+    // A queued login took the lease (2 s) and died before its transaction.
+    store
+        .client()
+        .update_item()
+        .table_name(&store.config().registry_table)
+        .key("pk", S(format!("owner#{}", subject.as_str())))
+        .key("sk", S("cap".into()))
+        .update_expression("SET holder = :dead, #until = :until")
+        .expression_attribute_names("#until", "until")
+        .expression_attribute_values(":dead", S("died-holding-it".into()))
+        .expression_attribute_values(":until", N((now.0 + 2).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let held_back = store
+        .create(owned(&subject), None, Timestamp(now.0 + 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(held_back, StoreError::Contention { .. }), "{held_back:?}");
+    let after = store.create(owned(&subject), None, Timestamp(now.0 + 3)).await.unwrap();
+    assert_eq!(after.evicted, 0);
+    assert_eq!(listed(&store, &subject, Timestamp(now.0 + 3)).await, 2);
+}

@@ -351,7 +351,7 @@ pub struct Capacity {
     pub index_read: f64,
     /// Write units on indexes.
     pub index_write: f64,
-    /// Responses that carried a consumed-capacity report.
+    /// Consumed-capacity reports received (one per table a response names).
     pub reports: u64,
     /// Bytes of every response body, errors included.
     pub response_bytes: u64,
@@ -418,6 +418,10 @@ impl Intercept for CapacityMeter {
             i.return_consumed_capacity = Some(Indexes);
         } else if let Some(i) = input.downcast_mut::<scan::ScanInput>() {
             i.return_consumed_capacity = Some(Indexes);
+        } else if let Some(i) = input.downcast_mut::<batch_get_item::BatchGetItemInput>() {
+            i.return_consumed_capacity = Some(Indexes);
+        } else if let Some(i) = input.downcast_mut::<transact_write_items::TransactWriteItemsInput>() {
+            i.return_consumed_capacity = Some(Indexes);
         }
         Ok(())
     }
@@ -447,6 +451,10 @@ impl Intercept for CapacityMeter {
             self.add(o.consumed_capacity(), false);
         } else if let Some(o) = output.downcast_ref::<scan::ScanOutput>() {
             self.add(o.consumed_capacity(), false);
+        } else if let Some(o) = output.downcast_ref::<batch_get_item::BatchGetItemOutput>() {
+            o.consumed_capacity().iter().for_each(|c| self.add(Some(c), false));
+        } else if let Some(o) = output.downcast_ref::<transact_write_items::TransactWriteItemsOutput>() {
+            o.consumed_capacity().iter().for_each(|c| self.add(Some(c), true));
         }
         Ok(())
     }

@@ -108,6 +108,9 @@ pub async fn run(which: &[&str]) -> Result<(), BoxError> {
     if which.is_empty() || which.contains(&"page-views") {
         page_view_cost(&meter).await?;
     }
+    if which.is_empty() || which.contains(&"cap") {
+        crate::cap_bench::run().await?;
+    }
     Ok(())
 }
 
@@ -117,7 +120,7 @@ const VIEWS: usize = 100;
 /// List prices of README.md's "Costs" table, dollars per million: an HTTP API
 /// request, an `api` invocation (~10 ms at 128 MB) with its metrics log line
 /// (~$0.40), a read unit, a write unit.
-const PRICES: (f64, f64, f64, f64) = (1.00, 0.22 + 0.40, 0.125, 0.625);
+pub const PRICES: (f64, f64, f64, f64) = (1.00, 0.22 + 0.40, 0.125, 0.625);
 
 /// What a page view costs, `GET` then `POST .../touch` against `GET ?touch=true`,
 /// by session size, when no slide is due and when one is: DynamoDB requests and

@@ -16,6 +16,7 @@
 
 mod api_bench;
 mod bench;
+mod cap_bench;
 mod lambda_bench;
 mod runtime_api;
 
@@ -38,7 +39,7 @@ async fn main() -> ExitCode {
         ["bench-lambda", bin_dir, parts @ ..] => lambda_bench::run(std::path::Path::new(bin_dir), parts).await,
         ["audit-log", subject] => audit_log(subject).await,
         _ => Err(
-            "usage: xtask create-tables [LogicalId=name]... | audit-log SUBJECT | bench-sweep [sweep] [touches] [page-views] | bench-audit | bench-api | bench-lambda BIN_DIR [size] [cold-start] [memory]".into(),
+            "usage: xtask create-tables [LogicalId=name]... | audit-log SUBJECT | bench-sweep [sweep] [touches] [page-views] [cap] | bench-audit | bench-api | bench-lambda BIN_DIR [size] [cold-start] [memory]".into(),
         ),
     };
     match result {

@@ -7,8 +7,15 @@
 //! the owner's cap item holds a random token that every admitted transaction
 //! replaces on the condition that it still holds the one read, and that every
 //! rotation within the subject replaces too. So concurrent logins of one
-//! subject commit one at a time and each sees the others' sessions; a loser
-//! reads again after a jittered wait, within [`CAP_BUDGET`].
+//! subject commit one at a time and each sees the others' sessions.
+//!
+//! A login that loses (or finds others queued) queues: it takes a short lease on
+//! the cap item (one conditional UpdateItem, retried after jittered waits within
+//! [`CAP_BUDGET`]) and admits and commits while it holds it; its transaction
+//! lifts the lease. Logins that do not hold the lease commit only while nobody
+//! does, so a burst of logins is served one by one instead of each retrying the
+//! whole read. The lease only orders logins: correctness rests on the token
+//! alone, and a lease whose holder died lapses after [`LEASE_SECONDS`].
 //!
 //! Eviction deletes the least recently active sessions (and their memberships)
 //! in the same transaction, each on the condition that it still exists, so a
@@ -24,13 +31,13 @@ use aws_sdk_dynamodb::error::BuildError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Update};
 
 use super::expr::Expr;
-use super::transact::Parts;
+use super::transact::{Parts, Transacted};
 use crate::config::{CapPolicy, SubjectCap};
 use crate::error::StoreError;
 use crate::id::{Handle, random_token};
 use crate::item::{self, attr};
-use crate::model::{Session, Subject, Timestamp};
-use crate::registry::{self, Membership, owner_pk};
+use crate::model::{Issued, Session, Subject, Timestamp};
+use crate::registry::{self, IdempotencyKey, Membership, owner_pk};
 use crate::store::DynamoStore;
 
 /// Sort key of an owner's cap item, in the owner's registry partition.
@@ -43,7 +50,10 @@ pub const MAX_VICTIMS: usize = 40;
 /// The most memberships of gone sessions one admission forgets.
 const MAX_FORGOTTEN: usize = 10;
 /// Longest wait between attempts.
-const MAX_DELAY: Duration = Duration::from_millis(1000);
+const MAX_DELAY: Duration = Duration::from_millis(200);
+/// How long a queued login's lease on the owner's cap item lasts: the second it
+/// is taken and this many more.
+pub const LEASE_SECONDS: u32 = 2;
 
 /// What a capped write must do for its subject, as read just before it.
 #[derive(Debug)]
@@ -51,6 +61,8 @@ pub(super) struct Admission {
     subject: Subject,
     /// The cap item's token as read (`None`: no cap item).
     token: Option<String>,
+    /// The cap item's lease as read: its holder and the last second it holds.
+    lease: Option<(String, i64)>,
     /// Live sessions to evict, least recently active first, with their memberships' sort keys.
     victims: Vec<(Session, String)>,
     /// Sort keys of memberships whose sessions are gone.
@@ -61,6 +73,13 @@ impl Admission {
     /// How many sessions the write evicts.
     pub(super) fn evictions(&self) -> u32 {
         self.victims.len() as u32
+    }
+
+    /// Whether a login other than `me` held the owner's lease when it was read.
+    pub(super) fn leased_to_another(&self, me: Option<&str>, now: Timestamp) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|(holder, until)| Some(holder.as_str()) != me && *until >= now.0)
     }
 }
 
@@ -74,7 +93,13 @@ impl DynamoStore {
         cap: SubjectCap,
         now: Timestamp,
     ) -> Result<Admission, StoreError> {
-        let (token, members) = self.owner_partition(subject).await?;
+        let (cap_item, members) = self.owner_partition(subject).await?;
+        let text = |name: &str| cap_item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let until = cap_item
+            .get(registry::attr::UNTIL)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        let (token, lease) = (text(registry::attr::TOKEN), text(registry::attr::HOLDER).zip(until));
         let handles: Vec<Handle> = members.iter().map(|m| m.handle.clone()).collect();
         let mut found = HashMap::new();
         for chunk in handles.chunks(100) {
@@ -103,22 +128,42 @@ impl DynamoStore {
         Ok(Admission {
             subject: subject.clone(),
             token,
+            lease,
             victims,
             gone,
         })
     }
 
-    /// Adds what `admission` decided to a transaction: the cap item's new token
-    /// (on the condition that it still holds the one read), the evictions (each on
-    /// the condition that the session still exists) and the forgotten memberships.
+    /// Adds what `admission` decided to a transaction: the cap item's new token,
+    /// on the condition that it still holds the one read and that the lease is
+    /// `held` by this login or by nobody (the write lifts it); the evictions (each
+    /// on the condition that the session still exists); the forgotten memberships.
     pub(super) fn push_admission(
         &self,
         parts: &mut Parts,
         admission: &Admission,
+        held: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let subject = &admission.subject;
-        parts.cap = parts.push(self.replace_cap_token(subject, Some(admission.token.as_deref()), now)?);
+        let mut e = Expr::default();
+        let token = e.name(registry::attr::TOKEN);
+        let (holder, until) = (e.name(registry::attr::HOLDER), e.name(registry::attr::UNTIL));
+        let mut condition = match &admission.token {
+            Some(read) => format!("{token} = {}", e.value(AttributeValue::S(read.clone()))),
+            None => format!("attribute_not_exists({token})"),
+        };
+        condition.push_str(&match held {
+            Some(me) => format!(" AND {holder} = {}", e.value(AttributeValue::S(me.into()))),
+            None => format!(" AND (attribute_not_exists({holder}) OR {until} < {})", e.num(now.0)),
+        });
+        let update = self
+            .new_cap_token(subject, &mut e, &format!(" REMOVE {holder}, {until}"), now)?
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .build()?;
+        parts.cap = parts.push(update);
         for (victim, membership) in &admission.victims {
             let mut e = Expr::default();
             let condition = format!("attribute_exists({})", e.name(attr::HANDLE));
@@ -138,37 +183,99 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Replaces the token of `subject`'s cap item: on the condition that it holds
-    /// `read` (`Some(None)`: that there is none), or unconditionally (`None`: a
-    /// rotation within the subject, which only has to fail the admissions read
-    /// before it).
-    pub(super) fn replace_cap_token(
+    /// Replaces the token of `subject`'s cap item unconditionally: a rotation
+    /// within the subject, which only has to fail the admissions read before it.
+    pub(super) fn bump_cap_token(&self, subject: &Subject, now: Timestamp) -> Result<Update, StoreError> {
+        let mut e = Expr::default();
+        Ok(self
+            .new_cap_token(subject, &mut e, "", now)?
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .build()?)
+    }
+
+    /// An update of `subject`'s cap item to a new random token, its expression
+    /// followed by `rest`; names and values go to `e`.
+    fn new_cap_token(
         &self,
         subject: &Subject,
-        read: Option<Option<&str>>,
+        e: &mut Expr,
+        rest: &str,
         now: Timestamp,
-    ) -> Result<Update, StoreError> {
-        let mut update = Update::builder()
+    ) -> Result<aws_sdk_dynamodb::types::builders::UpdateBuilder, StoreError> {
+        let expression = format!(
+            "SET {} = {}, {} = {}{rest}",
+            e.name(registry::attr::TOKEN),
+            e.value(AttributeValue::S(random_token()?)),
+            e.name(registry::attr::EXPIRES_AT),
+            // No session of the owner lives longer than the longest absolute timeout.
+            e.num(now.plus(self.config.limits.max_absolute_timeout).0),
+        );
+        Ok(Update::builder()
             .table_name(&self.config.registry_table)
             .key(registry::attr::PK, AttributeValue::S(owner_pk(subject)))
             .key(registry::attr::SK, AttributeValue::S(CAP_SK.into()))
-            .update_expression("SET #token = :token, #expires_at = :until")
-            .expression_attribute_names("#token", registry::attr::TOKEN)
+            .update_expression(expression))
+    }
+
+    /// Takes (or extends) the lease on `subject`'s cap item for login `me`, if
+    /// nobody else holds it; whether it did.
+    pub(super) async fn take_lease(&self, subject: &Subject, me: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.config.registry_table)
+            .key(registry::attr::PK, AttributeValue::S(owner_pk(subject)))
+            .key(registry::attr::SK, AttributeValue::S(CAP_SK.into()))
+            .update_expression("SET #holder = :me, #until = :until, #expires_at = if_not_exists(#expires_at, :expires)")
+            .condition_expression("attribute_not_exists(#holder) OR #until < :now OR #holder = :me")
+            .expression_attribute_names("#holder", registry::attr::HOLDER)
+            .expression_attribute_names("#until", registry::attr::UNTIL)
             .expression_attribute_names("#expires_at", registry::attr::EXPIRES_AT)
-            .expression_attribute_values(":token", AttributeValue::S(random_token()?))
-            // No session of the owner lives longer than the longest absolute timeout.
+            .expression_attribute_values(":me", AttributeValue::S(me.into()))
+            .expression_attribute_values(":until", AttributeValue::N(now.plus(LEASE_SECONDS).0.to_string()))
             .expression_attribute_values(
-                ":until",
+                ":expires",
                 AttributeValue::N(now.plus(self.config.limits.max_absolute_timeout).0.to_string()),
-            );
-        update = match read {
-            None => update,
-            Some(None) => update.condition_expression("attribute_not_exists(#token)"),
-            Some(Some(token)) => update
-                .condition_expression("#token = :read")
-                .expression_attribute_values(":read", AttributeValue::S(token.into())),
-        };
-        Ok(update.build()?)
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now.0.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lifts login `me`'s lease on `subject`'s cap item, if it still holds it.
+    /// Best effort: a lease left behind lapses after [`LEASE_SECONDS`].
+    pub(super) async fn release_lease(&self, subject: &Subject, me: &str) {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.config.registry_table)
+            .key(registry::attr::PK, AttributeValue::S(owner_pk(subject)))
+            .key(registry::attr::SK, AttributeValue::S(CAP_SK.into()))
+            .update_expression("REMOVE #holder, #until")
+            .condition_expression("#holder = :me")
+            .expression_attribute_names("#holder", registry::attr::HOLDER)
+            .expression_attribute_names("#until", registry::attr::UNTIL)
+            .expression_attribute_values(":me", AttributeValue::S(me.into()))
+            .send()
+            .await;
+        if let Err(e) = result
+            && !e
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(error = ?e, "lifting a login's lease failed; it lapses on its own");
+        }
     }
 
     fn forget_in_transaction(&self, subject: &Subject, membership: &str) -> Result<Delete, BuildError> {
@@ -179,10 +286,13 @@ impl DynamoStore {
             .build()
     }
 
-    /// The owner's cap token and memberships: every page of a strongly
-    /// consistent Query of the owner's registry partition (the cap item sorts first).
-    async fn owner_partition(&self, subject: &Subject) -> Result<(Option<String>, Vec<Membership>), StoreError> {
-        let (mut token, mut members, mut start) = (None, Vec::new(), None);
+    /// The owner's cap item (empty if none) and memberships: every page of a
+    /// strongly consistent Query of the owner's registry partition.
+    async fn owner_partition(
+        &self,
+        subject: &Subject,
+    ) -> Result<(HashMap<String, AttributeValue>, Vec<Membership>), StoreError> {
+        let (mut cap_item, mut members, mut start) = (HashMap::new(), Vec::new(), None);
         loop {
             let out = self
                 .client
@@ -197,17 +307,109 @@ impl DynamoStore {
                 .await?;
             for entry in out.items() {
                 match entry.get(registry::attr::SK).and_then(|v| v.as_s().ok()) {
-                    Some(sk) if sk == CAP_SK => {
-                        token = entry.get(registry::attr::TOKEN).and_then(|v| v.as_s().ok()).cloned();
-                    }
+                    Some(sk) if sk == CAP_SK => cap_item = entry.clone(),
                     _ => members.extend(Membership::decode(entry)),
                 }
             }
             match out.last_evaluated_key {
                 Some(key) => start = Some(key),
-                None => return Ok((token, members)),
+                None => return Ok((cap_item, members)),
             }
         }
+    }
+}
+
+/// A create of a capped subject's session: what [`DynamoStore::create_capped`] needs
+/// besides the session.
+pub(super) struct Login<'a> {
+    /// The session's owner.
+    pub(super) subject: &'a Subject,
+    /// The owner's cap.
+    pub(super) cap: SubjectCap,
+    /// The session item's write token (a lost response's retry is recognised by it).
+    pub(super) write: &'a str,
+    /// The request's `Idempotency-Key`, if any.
+    pub(super) idempotency: Option<&'a IdempotencyKey>,
+    /// The request's time.
+    pub(super) now: Timestamp,
+}
+
+impl DynamoStore {
+    /// Creates `issued`'s session as a login of a capped subject: admits it and
+    /// commits it with its evictions in one transaction (`parts_for` gives the
+    /// session's own items), first optimistically, then, after losing to another
+    /// login or finding one queued, under the owner's lease.
+    pub(super) async fn create_capped(
+        &self,
+        mut issued: Issued,
+        login: Login<'_>,
+        parts_for: impl Fn() -> Result<Parts, StoreError>,
+    ) -> Result<Issued, StoreError> {
+        let Login {
+            subject,
+            cap,
+            write,
+            idempotency,
+            now,
+        } = login;
+        let mut backoff = Backoff::new();
+        let me = random_token()?;
+        let (mut queued, mut held) = (false, false);
+        let contention = |backoff: &Backoff| StoreError::Contention {
+            attempts: backoff.attempts(),
+        };
+        let outcome = loop {
+            if queued && !held {
+                match self.take_lease(subject, &me, now).await {
+                    Ok(true) => held = true,
+                    Ok(false) if backoff.wait().await => continue,
+                    Ok(false) => break Err(contention(&backoff)),
+                    Err(e) => break Err(e),
+                }
+            }
+            let admission = match self.admit(subject, cap, now).await {
+                Ok(admission) => admission,
+                // A retry of a create that committed finds its own session counted.
+                Err(StoreError::CapReached { max }) => {
+                    break self.replay_or(idempotency, StoreError::CapReached { max }, now).await;
+                }
+                Err(e) => break Err(e),
+            };
+            if !held && admission.leased_to_another(None, now) {
+                queued = true;
+                continue;
+            }
+            let parts = parts_for().and_then(|mut parts| {
+                self.push_admission(&mut parts, &admission, held.then_some(me.as_str()), now)?;
+                Ok(parts)
+            });
+            let parts = match parts {
+                Ok(parts) => parts,
+                Err(e) => break Err(e),
+            };
+            match self.transact(parts, write, idempotency, now).await {
+                Ok(Transacted::Done) => {
+                    // The transaction lifted the lease.
+                    held = false;
+                    issued.evicted = admission.evictions();
+                    break Ok(issued);
+                }
+                Ok(Transacted::Replayed(replayed)) => break Ok(replayed),
+                // Another login committed first, a rotation replaced the token, a
+                // session to evict went, or the lease lapsed: queue (again).
+                Ok(Transacted::Refused(_)) => {
+                    if held && !backoff.wait().await {
+                        break Err(contention(&backoff));
+                    }
+                    (queued, held) = (true, false);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if held {
+            self.release_lease(subject, &me).await;
+        }
+        outcome
     }
 }
 

@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure};
 
-use super::cap::Backoff;
+use super::cap::Login;
 use super::expr::Expr;
 use super::transact::{Parts, Transacted};
 use super::written_by;
@@ -37,7 +37,7 @@ impl DynamoStore {
         let mut e = Expr::default();
         let condition = format!("attribute_not_exists({})", e.name(attr::HANDLE));
         let item = item::encode(&session, None, &write, &self.config);
-        let mut issued = Issued {
+        let issued = Issued {
             id,
             session,
             replayed: false,
@@ -66,9 +66,8 @@ impl DynamoStore {
                 },
             };
         }
-        let cap = self.config.subject_cap.filter(|_| issued.session.subject.is_some());
-        let mut backoff = Backoff::new();
-        loop {
+        // The session, its membership and the key's record, for each attempt.
+        let parts_for = || -> Result<Parts, StoreError> {
             let mut parts = Parts::default();
             parts.put_session = parts.push(
                 Put::builder()
@@ -81,32 +80,27 @@ impl DynamoStore {
             );
             if let Some(subject) = &issued.session.subject {
                 parts.push(self.put_membership(&issued.session, subject)?);
-                if let Some(cap) = cap {
-                    let admission = match self.admit(subject, cap, now).await {
-                        // A retry of a create that committed finds its own session counted.
-                        Err(StoreError::CapReached { max }) => {
-                            return self.replay_or(idempotency, StoreError::CapReached { max }, now).await;
-                        }
-                        admission => admission?,
-                    };
-                    self.push_admission(&mut parts, &admission, now)?;
-                    issued.evicted = admission.evictions();
-                }
             }
             if let Some(key) = idempotency {
                 parts.idempotency = parts.push(self.put_idempotency_record(key, &issued.id, now)?);
             }
-            match self.transact(parts, &write, idempotency, now).await? {
-                Transacted::Done => return Ok(issued),
-                Transacted::Replayed(issued) => return Ok(issued),
-                // Another login of the same capped subject committed first: admit again.
-                Transacted::Refused(_) if cap.is_some() && backoff.wait().await => {}
-                Transacted::Refused(_) => {
-                    return Err(StoreError::Contention {
-                        attempts: backoff.attempts(),
-                    });
-                }
-            }
+            Ok(parts)
+        };
+        if let (Some(subject), Some(cap)) = (&issued.session.subject, self.config.subject_cap) {
+            let login = Login {
+                subject,
+                cap,
+                write: &write,
+                idempotency,
+                now,
+            };
+            return self.create_capped(issued.clone(), login, parts_for).await;
+        }
+        match self.transact(parts_for()?, &write, idempotency, now).await? {
+            Transacted::Done => Ok(issued),
+            Transacted::Replayed(issued) => Ok(issued),
+            // Only a rotation's or a capped login's transaction is refused; kept for completeness.
+            Transacted::Refused(_) => Err(StoreError::Contention { attempts: 1 }),
         }
     }
 }

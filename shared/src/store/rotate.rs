@@ -105,13 +105,13 @@ impl DynamoStore {
             let capped = match (&next.subject, self.config.subject_cap) {
                 // The owner's count is unchanged, but admissions read before this must fail.
                 (Some(owner), Some(_)) if old.subject.as_ref() == Some(owner) => {
-                    parts.push(self.replace_cap_token(owner, None, now)?);
+                    parts.push(self.bump_cap_token(owner, now)?);
                     true
                 }
                 // A login into a capped subject, as a create is.
                 (Some(owner), Some(cap)) => {
                     let admission = self.admit(owner, cap, now).await?;
-                    self.push_admission(&mut parts, &admission, now)?;
+                    self.push_admission(&mut parts, &admission, None, now)?;
                     evicted = admission.evictions();
                     true
                 }
