@@ -102,7 +102,10 @@ async fn first_call(endpoint: &str, table: &str) -> Result<ColdStart, Error> {
     client
         .get_item()
         .table_name(table)
-        .key("id", aws_sdk_dynamodb::types::AttributeValue::S("warm-up".into()))
+        .key(
+            session_store::item::attr::HANDLE,
+            aws_sdk_dynamodb::types::AttributeValue::S("warm-up".into()),
+        )
         .send()
         .await?;
     Ok(ColdStart {
