@@ -276,14 +276,10 @@ async fn memberships(store: &DynamoStore, subject: &Subject) -> usize {
     handles.len()
 }
 
-#[tokio::test]
-async fn a_lease_left_by_a_login_that_died_holds_logins_back_only_until_it_lapses() {
+/// Sets the lease of `subject`'s cap item: held by a login that died, until
+/// `until_ms` (milliseconds since the epoch).
+async fn leave_lease(store: &DynamoStore, subject: &Subject, until_ms: u128) {
     use aws_sdk_dynamodb::types::AttributeValue::{N, S};
-    let (store, _) = store(cap(2, CapPolicy::EvictOldest)).await;
-    let subject = Subject::parse("user-lease").unwrap();
-    let now = Timestamp::now();
-    store.create(owned(&subject), None, now).await.unwrap();
-    // A queued login took the lease (2 s) and died before its transaction.
     store
         .client()
         .update_item()
@@ -293,16 +289,101 @@ async fn a_lease_left_by_a_login_that_died_holds_logins_back_only_until_it_lapse
         .update_expression("SET holder = :dead, #until = :until")
         .expression_attribute_names("#until", "until")
         .expression_attribute_values(":dead", S("died-holding-it".into()))
-        .expression_attribute_values(":until", N((now.0 + 2).to_string()))
+        .expression_attribute_values(":until", N(until_ms.to_string()))
         .send()
         .await
         .unwrap();
-    let held_back = store
-        .create(owned(&subject), None, Timestamp(now.0 + 2))
-        .await
-        .unwrap_err();
+}
+
+fn clock_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+#[tokio::test]
+async fn a_lease_left_by_a_login_that_died_holds_logins_back_only_until_it_lapses() {
+    let (store, _) = store(cap(2, CapPolicy::EvictOldest)).await;
+    let subject = Subject::parse("user-lease").unwrap();
+    let now = Timestamp::now();
+    store.create(owned(&subject), None, now).await.unwrap();
+    // A queued login took the lease and died before its transaction.
+    leave_lease(&store, &subject, clock_ms() + 60_000).await;
+    let held_back = store.create(owned(&subject), None, now).await.unwrap_err();
     assert!(matches!(held_back, StoreError::Contention { .. }), "{held_back:?}");
-    let after = store.create(owned(&subject), None, Timestamp(now.0 + 3)).await.unwrap();
+    // The same lease, lapsed by the clock (whatever second the request started in).
+    leave_lease(&store, &subject, clock_ms() - 1).await;
+    let after = store.create(owned(&subject), None, now).await.unwrap();
     assert_eq!(after.evicted, 0);
-    assert_eq!(listed(&store, &subject, Timestamp(now.0 + 3)).await, 2);
+    assert_eq!(listed(&store, &subject, now).await, 2);
+}
+
+#[tokio::test]
+async fn an_expired_session_still_stored_is_not_counted_and_is_deleted_with_its_membership() {
+    let (store, _) = store(cap(2, CapPolicy::Reject)).await;
+    let subject = Subject::parse("user-expired").unwrap();
+    let t0 = Timestamp::now();
+    let short = NewSession {
+        idle_timeout_seconds: Some(60),
+        ..owned(&subject)
+    };
+    let expired = store.create(short, None, t0).await.unwrap();
+    store.create(owned(&subject), None, t0).await.unwrap();
+    let later = Timestamp(t0.0 + 61);
+    store.create(owned(&subject), None, later).await.unwrap();
+    assert!(
+        testkit::raw_item(&store, &expired.id).await.is_none(),
+        "deleted in the login's transaction"
+    );
+    assert_eq!(memberships(&store, &subject).await, 2);
+}
+
+#[tokio::test]
+async fn a_subject_far_over_a_new_cap_is_read_past_100_memberships_and_brought_down_40_a_login() {
+    let (store, _) = store(None).await;
+    let subject = Subject::parse("user-many").unwrap();
+    let now = Timestamp::now();
+    for _ in 0..105 {
+        store.create(owned(&subject), None, now).await.unwrap();
+    }
+    let capped = recapped(&store, cap(50, CapPolicy::EvictOldest));
+    let first = capped.create(owned(&subject), None, now).await.unwrap();
+    assert_eq!(first.evicted, 40, "106 with it, 56 over, 40 a login");
+    let second = capped.create(owned(&subject), None, now).await.unwrap();
+    assert_eq!(second.evicted, 17, "67 with it, 17 over");
+    let mut live = 0;
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_by_subject(&subject, 100, cursor.as_deref(), now)
+            .await
+            .unwrap();
+        live += page.sessions.len();
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(live, 50);
+}
+
+#[tokio::test]
+async fn the_cap_reads_strongly_consistently_even_when_the_api_reads_do_not() {
+    let (store, counter) = testkit::store(|config| {
+        config.consistent_reads = false;
+        config.subject_cap = cap(1, CapPolicy::Reject);
+    })
+    .await;
+    let subject = Subject::parse("user-eventual").unwrap();
+    let now = Timestamp::now();
+    store.create(owned(&subject), None, now).await.unwrap();
+    counter.take();
+    let refused = store.create(owned(&subject), None, now).await.unwrap_err();
+    assert!(matches!(refused, StoreError::CapReached { max: 1 }), "{refused:?}");
+    assert_eq!(
+        counter.take(),
+        2,
+        "Query and BatchGetItem, both strongly consistent (asserted in the code)"
+    );
 }

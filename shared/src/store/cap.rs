@@ -15,7 +15,7 @@
 //! lifts the lease. Logins that do not hold the lease commit only while nobody
 //! does, so a burst of logins is served one by one instead of each retrying the
 //! whole read. The lease only orders logins: correctness rests on the token
-//! alone, and a lease whose holder died lapses after [`LEASE_SECONDS`].
+//! alone, and a lease whose holder died lapses after [`LEASE_MS`].
 //!
 //! Eviction deletes the least recently active sessions (and their memberships)
 //! in the same transaction, each on the condition that it still exists, so a
@@ -47,13 +47,22 @@ const CAP_SK: &str = "cap";
 pub const CAP_BUDGET: Duration = Duration::from_secs(3);
 /// The most sessions one admission evicts (two transaction items each).
 pub const MAX_VICTIMS: usize = 40;
-/// The most memberships of gone sessions one admission forgets.
+/// The most memberships of gone or expired sessions one admission forgets.
 const MAX_FORGOTTEN: usize = 10;
+/// The bytes of deleted sessions one transaction may carry: DynamoDB takes at
+/// most 4 MB in a transaction, and the new session needs room too.
+const DELETED_BYTES: usize = 3_000_000;
 /// Longest wait between attempts.
 const MAX_DELAY: Duration = Duration::from_millis(200);
-/// How long a queued login's lease on the owner's cap item lasts: the second it
-/// is taken and this many more.
-pub const LEASE_SECONDS: u32 = 2;
+/// How long a queued login's lease on the owner's cap item lasts, in milliseconds.
+pub const LEASE_MS: i64 = 5_000;
+
+/// The clock in milliseconds since the Unix epoch: leases are timed by it.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// What a capped write must do for its subject, as read just before it.
 #[derive(Debug)]
@@ -65,8 +74,20 @@ pub(super) struct Admission {
     lease: Option<(String, i64)>,
     /// Live sessions to evict, least recently active first, with their memberships' sort keys.
     victims: Vec<(Session, String)>,
-    /// Sort keys of memberships whose sessions are gone.
-    gone: Vec<String>,
+    /// Memberships whose sessions are gone, expired or another owner's.
+    gone: Vec<Gone>,
+    /// Whether the login's own session is among the live ones: an earlier attempt
+    /// of it committed (its response lost, its retry refused).
+    own_committed: bool,
+}
+
+/// A membership the admission forgets, and its session if that is expired but
+/// still stored (deleted with it, on the condition that it is still expired: a
+/// touch judged at an earlier second could have slid it).
+#[derive(Debug)]
+struct Gone {
+    membership: String,
+    expired: Option<Handle>,
 }
 
 impl Admission {
@@ -75,22 +96,30 @@ impl Admission {
         self.victims.len() as u32
     }
 
-    /// Whether a login other than `me` held the owner's lease when it was read.
-    pub(super) fn leased_to_another(&self, me: Option<&str>, now: Timestamp) -> bool {
+    /// Whether another login held the owner's lease when it was read.
+    pub(super) fn leased_to_another(&self, me: Option<&str>) -> bool {
         self.lease
             .as_ref()
-            .is_some_and(|(holder, until)| Some(holder.as_str()) != me && *until >= now.0)
+            .is_some_and(|(holder, until)| Some(holder.as_str()) != me && *until >= wall_ms())
+    }
+
+    /// Whether the login's own session (an earlier attempt's) is live already.
+    pub(super) fn own_committed(&self) -> bool {
+        self.own_committed
     }
 }
 
 impl DynamoStore {
-    /// Reads `subject`'s live sessions and decides what one more needs: nothing,
+    /// Reads `subject`'s live sessions (strongly consistent, whatever
+    /// `SESSION_CONSISTENT_READS` says) and decides what one more needs: nothing,
     /// evicting the least recently active (`evict_oldest`), or
-    /// [`StoreError::CapReached`] (`reject`).
+    /// [`StoreError::CapReached`] (`reject`); nothing when `own`, the login's own
+    /// session, is live already.
     pub(super) async fn admit(
         &self,
         subject: &Subject,
         cap: SubjectCap,
+        own: Option<&Handle>,
         now: Timestamp,
     ) -> Result<Admission, StoreError> {
         let (cap_item, members) = self.owner_partition(subject).await?;
@@ -103,34 +132,53 @@ impl DynamoStore {
         let handles: Vec<Handle> = members.iter().map(|m| m.handle.clone()).collect();
         let mut found = HashMap::new();
         for chunk in handles.chunks(100) {
-            found.extend(self.batch_get_summaries(chunk).await?);
+            found.extend(self.batch_get_summaries(chunk, true).await?);
         }
         let (mut live, mut gone) = (Vec::new(), Vec::new());
         for member in members {
+            let membership = member.sk;
             match found.remove(&member.handle) {
-                Some(s) if !s.is_expired(now) && s.subject.as_ref() == Some(subject) => live.push((s, member.sk)),
-                _ => gone.push(member.sk),
+                Some(s) if s.subject.as_ref() != Some(subject) => gone.push(Gone {
+                    membership,
+                    expired: None,
+                }),
+                Some(s) if s.is_expired(now) => gone.push(Gone {
+                    membership,
+                    expired: Some(s.handle),
+                }),
+                Some(s) => live.push((s, membership)),
+                // Absent from a strongly consistent read: deleted, never to come back.
+                None => gone.push(Gone {
+                    membership,
+                    expired: None,
+                }),
             }
         }
+        let own_committed = own.is_some_and(|own| live.iter().any(|(s, _)| &s.handle == own));
+        // Deleted sessions within the transaction's size limit, at their largest.
+        let deletable = (DELETED_BYTES / (self.config.limits.max_data_bytes + 2048)).max(1);
         let excess = (live.len() + 1).saturating_sub(cap.max as usize);
         let victims = match cap.policy {
-            _ if excess == 0 => Vec::new(),
+            _ if excess == 0 || own_committed => Vec::new(),
             CapPolicy::Reject => return Err(StoreError::CapReached { max: cap.max }),
             CapPolicy::EvictOldest => {
                 live.sort_by(|(a, _), (b, _)| {
                     (a.updated_at, a.created_at, &a.handle).cmp(&(b.updated_at, b.created_at, &b.handle))
                 });
-                live.truncate(excess.min(MAX_VICTIMS));
+                live.truncate(excess.min(MAX_VICTIMS).min(deletable));
                 live
             }
         };
-        gone.truncate(MAX_FORGOTTEN);
+        // Expired sessions first: they are the ones a late touch could revive.
+        gone.sort_by_key(|g| g.expired.is_none());
+        gone.truncate(MAX_FORGOTTEN.min(deletable - victims.len().min(deletable)));
         Ok(Admission {
             subject: subject.clone(),
             token,
             lease,
             victims,
             gone,
+            own_committed,
         })
     }
 
@@ -155,7 +203,10 @@ impl DynamoStore {
         };
         condition.push_str(&match held {
             Some(me) => format!(" AND {holder} = {}", e.value(AttributeValue::S(me.into()))),
-            None => format!(" AND (attribute_not_exists({holder}) OR {until} < {})", e.num(now.0)),
+            None => format!(
+                " AND (attribute_not_exists({holder}) OR {until} < {})",
+                e.num(wall_ms())
+            ),
         });
         let update = self
             .new_cap_token(subject, &mut e, &format!(" REMOVE {holder}, {until}"), now)?
@@ -177,8 +228,21 @@ impl DynamoStore {
             parts.victims.extend(at);
             parts.push(self.forget_in_transaction(subject, membership)?);
         }
-        for membership in &admission.gone {
-            parts.push(self.forget_in_transaction(subject, membership)?);
+        for gone in &admission.gone {
+            if let Some(expired) = &gone.expired {
+                let mut e = Expr::default();
+                let condition = format!("{} < {}", e.name(attr::EXPIRES_AT), e.num(now.0));
+                let delete = Delete::builder()
+                    .table_name(&self.config.table_name)
+                    .set_key(Some(item::key(expired)))
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(Some(e.names))
+                    .set_expression_attribute_values(Some(e.values))
+                    .build()?;
+                let at = parts.push(delete);
+                parts.victims.extend(at);
+            }
+            parts.push(self.forget_in_transaction(subject, &gone.membership)?);
         }
         Ok(())
     }
@@ -219,8 +283,10 @@ impl DynamoStore {
     }
 
     /// Takes (or extends) the lease on `subject`'s cap item for login `me`, if
-    /// nobody else holds it; whether it did.
+    /// nobody else holds it; whether it did. The lease is timed by the clock, in
+    /// milliseconds, not by the request's second.
     pub(super) async fn take_lease(&self, subject: &Subject, me: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let wall = wall_ms();
         let result = self
             .client
             .update_item()
@@ -233,19 +299,21 @@ impl DynamoStore {
             .expression_attribute_names("#until", registry::attr::UNTIL)
             .expression_attribute_names("#expires_at", registry::attr::EXPIRES_AT)
             .expression_attribute_values(":me", AttributeValue::S(me.into()))
-            .expression_attribute_values(":until", AttributeValue::N(now.plus(LEASE_SECONDS).0.to_string()))
+            .expression_attribute_values(":until", AttributeValue::N((wall + LEASE_MS).to_string()))
             .expression_attribute_values(
                 ":expires",
                 AttributeValue::N(now.plus(self.config.limits.max_absolute_timeout).0.to_string()),
             )
-            .expression_attribute_values(":now", AttributeValue::N(now.0.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(wall.to_string()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
+            // Held by another login, or in the transaction of one committing now.
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_conditional_check_failed_exception() || e.is_transaction_conflict_exception()
+                }) =>
             {
                 Ok(false)
             }
@@ -254,7 +322,7 @@ impl DynamoStore {
     }
 
     /// Lifts login `me`'s lease on `subject`'s cap item, if it still holds it.
-    /// Best effort: a lease left behind lapses after [`LEASE_SECONDS`].
+    /// Best effort: a lease left behind lapses after [`LEASE_MS`].
     pub(super) async fn release_lease(&self, subject: &Subject, me: &str) {
         let result = self
             .client
@@ -360,14 +428,15 @@ impl DynamoStore {
         };
         let outcome = loop {
             if queued && !held {
-                match self.take_lease(subject, &me, now).await {
+                let taken = self.take_lease(subject, &me, now).await;
+                match taken {
                     Ok(true) => held = true,
                     Ok(false) if backoff.wait().await => continue,
                     Ok(false) => break Err(contention(&backoff)),
                     Err(e) => break Err(e),
                 }
             }
-            let admission = match self.admit(subject, cap, now).await {
+            let admission = match self.admit(subject, cap, Some(&issued.session.handle), now).await {
                 Ok(admission) => admission,
                 // A retry of a create that committed finds its own session counted.
                 Err(StoreError::CapReached { max }) => {
@@ -375,7 +444,10 @@ impl DynamoStore {
                 }
                 Err(e) => break Err(e),
             };
-            if !held && admission.leased_to_another(None, now) {
+            if admission.own_committed() {
+                break Ok(issued);
+            }
+            if !held && admission.leased_to_another(None) {
                 queued = true;
                 continue;
             }

@@ -81,7 +81,7 @@ impl DynamoStore {
             .memberships(subject, start, Some(limit.clamp(1, 100) as i32))
             .await?;
         let handles: Vec<Handle> = members.into_iter().map(|m| m.handle).collect();
-        let mut found = self.batch_get_summaries(&handles).await?;
+        let mut found = self.batch_get_summaries(&handles, self.config.consistent_reads).await?;
         let sessions = handles
             .iter()
             .filter_map(|handle| found.remove(handle))
@@ -95,8 +95,12 @@ impl DynamoStore {
     }
 
     /// The sessions (without data) of up to 100 `handles`, strongly consistent
-    /// when reads are; missing ones are left out.
-    pub(super) async fn batch_get_summaries(&self, handles: &[Handle]) -> Result<HashMap<Handle, Session>, StoreError> {
+    /// if `consistent`; missing ones are left out.
+    pub(super) async fn batch_get_summaries(
+        &self,
+        handles: &[Handle],
+        consistent: bool,
+    ) -> Result<HashMap<Handle, Session>, StoreError> {
         let mut keys: Vec<HashMap<String, AttributeValue>> = handles.iter().map(item::key).collect();
         let mut found = HashMap::new();
         let mut backoff = Duration::from_millis(20);
@@ -126,7 +130,7 @@ impl DynamoStore {
                 .set_keys(Some(std::mem::take(&mut keys)))
                 .projection_expression(projection)
                 .set_expression_attribute_names(Some(e.names))
-                .consistent_read(self.config.consistent_reads)
+                .consistent_read(consistent)
                 .build()?;
             let out = self
                 .client

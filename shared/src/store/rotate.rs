@@ -110,7 +110,7 @@ impl DynamoStore {
                 }
                 // A login into a capped subject, as a create is.
                 (Some(owner), Some(cap)) => {
-                    let admission = self.admit(owner, cap, now).await?;
+                    let admission = self.admit(owner, cap, None, now).await?;
                     self.push_admission(&mut parts, &admission, None, now)?;
                     evicted = admission.evictions();
                     true
@@ -131,7 +131,11 @@ impl DynamoStore {
                 }
                 Transacted::Replayed(issued) => return Ok(issued),
                 // Another write to the capped subject's sessions committed first.
-                Transacted::Refused(None) if capped && backoff.wait().await => {}
+                Transacted::Refused(None) if capped => {
+                    if !backoff.wait().await {
+                        break;
+                    }
+                }
                 // The old session changed, expired or went away: look again.
                 Transacted::Refused(old) => {
                     refusals += 1;
