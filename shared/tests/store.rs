@@ -383,25 +383,6 @@ async fn items_carry_a_numeric_ttl_and_an_expiry_bucket_at_or_before_it() {
 }
 
 #[tokio::test]
-async fn warm_up_is_one_read_that_finds_nothing_and_survives_an_unreachable_dynamodb() {
-    let (store, counter, _) = setup().await;
-    assert!(store.warm_up().await, "DynamoDB Local answers the warm-up read");
-    assert_eq!(counter.take(), 1);
-
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        testkit::local_config_at(&format!("http://{closed}"))
-            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
-            .build(),
-    );
-    let unreachable = DynamoStore::new(client, store.config().clone());
-    assert!(!unreachable.warm_up().await, "a failed warm-up is reported, not raised");
-}
-
-#[tokio::test]
 async fn past_the_last_idle_period_writes_stay_updates_and_concurrent_merges_all_land() {
     let (store, counter, now) = setup().await;
     // Idle 600 s of 700: capped from the 100th second. Idle 1000 s of 500: from the start.

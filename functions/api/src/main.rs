@@ -12,8 +12,6 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let metrics = Metrics::from_env("api");
     let store = DynamoStore::new(runtime::dynamodb_client(&metrics).await, config);
-    store.warm_up().await;
-    metrics.dynamodb_calls().take(); // the warm-up belongs to no request
     let app = App {
         metrics,
         ..App::new(store)

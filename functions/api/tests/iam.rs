@@ -115,8 +115,6 @@ async fn the_api_role_allows_exactly_what_the_api_sends() {
     let config = testkit::fresh_config(&setup).await;
     let (client, recorder) = testkit::recording_client();
     let store = DynamoStore::new(client, config.clone());
-    // As main.rs starts it.
-    store.warm_up().await;
     let app = api::App {
         clock: Arc::new(ManualClock::new()),
         ..api::App::new(store)

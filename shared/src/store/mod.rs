@@ -23,7 +23,6 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use tracing::warn;
 
 use crate::config::Config;
 use crate::error::StoreError;
@@ -58,28 +57,6 @@ impl DynamoStore {
     /// The DynamoDB client.
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// Readies the client before the first request: resolves credentials and
-    /// the endpoint and opens the connection (DNS, TCP, TLS) with one eventually
-    /// consistent GetItem of a key no session can have (handles are 64 hex digits).
-    /// Called during a Lambda's init, which runs at full CPU whatever the memory
-    /// size. Returns whether DynamoDB answered; a failure only costs the first
-    /// request the set-up it would have paid anyway.
-    pub async fn warm_up(&self) -> bool {
-        let result = self
-            .client
-            .get_item()
-            .table_name(&self.config.table_name)
-            .key(attr::HANDLE, AttributeValue::S("warm-up".into()))
-            .projection_expression("#handle")
-            .expression_attribute_names("#handle", attr::HANDLE)
-            .send()
-            .await;
-        if let Err(e) = &result {
-            warn!(error = ?e, "warm-up request failed; the first request will set up the connection");
-        }
-        result.is_ok()
     }
 
     /// Reads a live session: one GetItem. Expired sessions are not found, even
