@@ -288,17 +288,10 @@ impl DynamoStore {
     pub(super) async fn take_lease(&self, subject: &Subject, me: &str, now: Timestamp) -> Result<bool, StoreError> {
         let wall = wall_ms();
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.config.registry_table)
-            .key(registry::attr::PK, AttributeValue::S(owner_pk(subject)))
-            .key(registry::attr::SK, AttributeValue::S(CAP_SK.into()))
+            .lease_update(subject, me)
             .update_expression("SET #holder = :me, #until = :until, #expires_at = if_not_exists(#expires_at, :expires)")
             .condition_expression("attribute_not_exists(#holder) OR #until < :now OR #holder = :me")
-            .expression_attribute_names("#holder", registry::attr::HOLDER)
-            .expression_attribute_names("#until", registry::attr::UNTIL)
             .expression_attribute_names("#expires_at", registry::attr::EXPIRES_AT)
-            .expression_attribute_values(":me", AttributeValue::S(me.into()))
             .expression_attribute_values(":until", AttributeValue::N((wall + LEASE_MS).to_string()))
             .expression_attribute_values(
                 ":expires",
@@ -321,20 +314,30 @@ impl DynamoStore {
         }
     }
 
-    /// Lifts login `me`'s lease on `subject`'s cap item, if it still holds it.
-    /// Best effort: a lease left behind lapses after [`LEASE_MS`].
-    pub(super) async fn release_lease(&self, subject: &Subject, me: &str) {
-        let result = self
-            .client
+    /// An UpdateItem of `subject`'s cap item naming its lease (`#holder`, `#until`)
+    /// and login `me` (`:me`).
+    fn lease_update(
+        &self,
+        subject: &Subject,
+        me: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
             .update_item()
             .table_name(&self.config.registry_table)
             .key(registry::attr::PK, AttributeValue::S(owner_pk(subject)))
             .key(registry::attr::SK, AttributeValue::S(CAP_SK.into()))
-            .update_expression("REMOVE #holder, #until")
-            .condition_expression("#holder = :me")
             .expression_attribute_names("#holder", registry::attr::HOLDER)
             .expression_attribute_names("#until", registry::attr::UNTIL)
             .expression_attribute_values(":me", AttributeValue::S(me.into()))
+    }
+
+    /// Lifts login `me`'s lease on `subject`'s cap item, if it still holds it.
+    /// Best effort: a lease left behind lapses after [`LEASE_MS`].
+    pub(super) async fn release_lease(&self, subject: &Subject, me: &str) {
+        let result = self
+            .lease_update(subject, me)
+            .update_expression("REMOVE #holder, #until")
+            .condition_expression("#holder = :me")
             .send()
             .await;
         if let Err(e) = result
