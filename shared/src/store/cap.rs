@@ -70,7 +70,7 @@ pub(super) struct Admission {
     subject: Subject,
     /// The cap item's token as read (`None`: no cap item).
     token: Option<String>,
-    /// The cap item's lease as read: its holder and the last second it holds.
+    /// The cap item's lease as read: its holder and the last millisecond it holds.
     lease: Option<(String, i64)>,
     /// Live sessions to evict, least recently active first, with their memberships' sort keys.
     victims: Vec<(Session, String)>,
@@ -96,11 +96,9 @@ impl Admission {
         self.victims.len() as u32
     }
 
-    /// Whether another login held the owner's lease when it was read.
-    pub(super) fn leased_to_another(&self, me: Option<&str>) -> bool {
-        self.lease
-            .as_ref()
-            .is_some_and(|(holder, until)| Some(holder.as_str()) != me && *until >= wall_ms())
+    /// Whether a login held the owner's lease, unlapsed, when it was read.
+    pub(super) fn leased(&self) -> bool {
+        self.lease.as_ref().is_some_and(|(_, until)| *until >= wall_ms())
     }
 
     /// Whether the login's own session (an earlier attempt's) is live already.
@@ -185,7 +183,8 @@ impl DynamoStore {
     /// Adds what `admission` decided to a transaction: the cap item's new token,
     /// on the condition that it still holds the one read and that the lease is
     /// `held` by this login or by nobody (the write lifts it); the evictions (each
-    /// on the condition that the session still exists); the forgotten memberships.
+    /// on the condition that the session still exists); the forgotten memberships,
+    /// with their sessions if expired (on the condition that they still are).
     pub(super) fn push_admission(
         &self,
         parts: &mut Parts,
@@ -450,7 +449,7 @@ impl DynamoStore {
             if admission.own_committed() {
                 break Ok(issued);
             }
-            if !held && admission.leased_to_another(None) {
+            if !held && admission.leased() {
                 queued = true;
                 continue;
             }
