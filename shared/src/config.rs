@@ -78,7 +78,8 @@ impl std::str::FromStr for CapPolicy {
 pub struct Limits {
     /// Idle timeout when a create request names none (`SESSION_IDLE_TIMEOUT_SECONDS`, 1800).
     pub default_idle_timeout: u32,
-    /// Largest idle timeout a request may ask for (`SESSION_MAX_IDLE_TIMEOUT_SECONDS`, 86400).
+    /// Largest idle timeout a request may ask for (`SESSION_MAX_IDLE_TIMEOUT_SECONDS`, 1209600:
+    /// 14 days, Django's default session age, as the template's default).
     pub max_idle_timeout: u32,
     /// Absolute lifetime when a create request names none (`SESSION_ABSOLUTE_TIMEOUT_SECONDS`, 43200).
     pub default_absolute_timeout: u32,
@@ -95,7 +96,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             default_idle_timeout: 30 * 60,
-            max_idle_timeout: 24 * 60 * 60,
+            max_idle_timeout: 14 * 24 * 60 * 60,
             default_absolute_timeout: 12 * 60 * 60,
             max_absolute_timeout: 30 * 24 * 60 * 60,
             touch_step: 60,

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde_yaml_ng::Value;
-use session_store::Config;
+use session_store::{Config, Limits};
+
 use session_store::audit::AuditLog;
 use session_testkit::{self as testkit, repo_root};
 
@@ -168,6 +169,23 @@ fn the_default_ceilings_admit_djangos_default_session_age_and_the_defaults_stay_
     assert_eq!(
         (default("IdleTimeoutSeconds"), default("AbsoluteTimeoutSeconds")),
         (1800, 43200)
+    );
+    // `scripts/run` and `cargo lambda watch` start with the built-in defaults: they
+    // serve what a stack deployed with the template's defaults serves.
+    let built_in = Limits::default();
+    assert_eq!(
+        [
+            built_in.default_idle_timeout,
+            built_in.max_idle_timeout,
+            built_in.default_absolute_timeout,
+            built_in.max_absolute_timeout,
+        ],
+        [
+            default("IdleTimeoutSeconds"),
+            default("MaxIdleTimeoutSeconds"),
+            default("AbsoluteTimeoutSeconds"),
+            default("MaxAbsoluteTimeoutSeconds"),
+        ]
     );
 
     let mut env = BTreeMap::from([
