@@ -294,7 +294,7 @@ mod tests {
         let e = config(&[
             ("SESSIONS_TABLE", "t"),
             ("REGISTRY_TABLE", "r"),
-            ("SESSION_IDLE_TIMEOUT_SECONDS", "90000"),
+            ("SESSION_IDLE_TIMEOUT_SECONDS", "1209601"),
         ])
         .unwrap_err();
         assert_eq!(e.name, "SESSION_IDLE_TIMEOUT_SECONDS");

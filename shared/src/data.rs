@@ -7,8 +7,18 @@
 //! insignificant whitespace), while PATCH can still set or remove single keys
 //! in one `UpdateItem`. PATCH is an RFC 7396 merge patch: objects merge at any
 //! depth, keeping their members' order, and `null` removes a member.
+//!
+//! A map keeps no order, so the top-level keys' order is kept beside it, as a list
+//! of entries replayed on read: `_key` puts a key last unless it is there already,
+//! `!key` takes it out. A full write stores one `_key` per key; a PATCH appends its
+//! own entries in the same `UpdateItem`, so setting a key keeps its place, a new key
+//! comes last and a removed one re-added comes last, as in a JSON object built in
+//! that order. The appended entries count toward `data_bytes` (an upper bound), so
+//! the list cannot outgrow the data limit before a full write compacts it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use indexmap::{IndexMap, IndexSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::Error as _;
@@ -18,29 +28,40 @@ use serde_json::value::RawValue;
 /// Deepest nesting allowed in session data; the data object itself is level 1.
 pub const MAX_DEPTH: usize = 64;
 
-/// Prefix of every stored data key, so that `""` is a valid key in DynamoDB.
+/// Prefix of every stored data key, so that `""` is a valid key in DynamoDB; in the
+/// key order, the prefix of an entry that places a key.
 const KEY_PREFIX: char = '_';
+
+/// In the key order, the prefix of an entry that takes a key out.
+const REMOVED_PREFIX: char = '!';
 
 /// What DynamoDB counts for each map entry besides its name and value
 /// ("DynamoDB item sizes and formats": 1 byte per element, and 3 per map, which
 /// the data limit's ceiling leaves room for).
 const ELEMENT_OVERHEAD: usize = 1;
 
-/// DynamoDB's size of one stored entry: its overhead, its prefixed name and its
-/// value's text (a string attribute counts its UTF-8 bytes).
-fn entry_size(key: &str, value: &str) -> usize {
-    ELEMENT_OVERHEAD + KEY_PREFIX.len_utf8() + key.len() + value.len()
+/// DynamoDB's size of one entry of the key order: its overhead and its prefixed key.
+fn order_entry_size(key: &str) -> usize {
+    ELEMENT_OVERHEAD + KEY_PREFIX.len_utf8() + key.len()
 }
 
-/// A session's data: a JSON object whose values are kept as compact JSON text.
+/// DynamoDB's size of one stored key: its map entry (overhead, prefixed name and the
+/// value's text; a string attribute counts its UTF-8 bytes) and its key-order entry.
+fn entry_size(key: &str, value: &str) -> usize {
+    ELEMENT_OVERHEAD + KEY_PREFIX.len_utf8() + key.len() + value.len() + order_entry_size(key)
+}
+
+/// A session's data: a JSON object whose values are kept as compact JSON text, its
+/// keys in their order.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
-pub struct SessionData(BTreeMap<String, Box<RawValue>>);
+pub struct SessionData(IndexMap<String, Box<RawValue>>);
 
 /// An RFC 7396 merge patch for a session's data: top-level keys to merge into
-/// (an object value), to set (any other value) or, with `null`, to remove.
+/// (an object value), to set (any other value) or, with `null`, to remove, in the
+/// patch's order.
 #[derive(Debug, Clone, Default)]
-pub struct DataPatch(BTreeMap<String, Option<Box<RawValue>>>);
+pub struct DataPatch(IndexMap<String, Option<Box<RawValue>>>);
 
 impl PartialEq for SessionData {
     fn eq(&self, other: &Self) -> bool {
@@ -63,8 +84,9 @@ impl SessionData {
 
     /// Bytes this data counts against the size limit: DynamoDB's own size of the
     /// entries of the stored `data` map (per key, the entry's overhead, the
-    /// prefixed key and the compact JSON value), so that no data within a limit
-    /// up to the ceiling makes an item DynamoDB refuses. `{}` is 0 bytes.
+    /// prefixed key and the compact JSON value) and of the key order (per key, the
+    /// overhead and the prefixed key), so that no data within a limit up to the
+    /// ceiling makes an item DynamoDB refuses. `{}` is 0 bytes.
     pub fn encoded_size(&self) -> usize {
         self.0.iter().map(|(k, v)| entry_size(k, v.get())).sum()
     }
@@ -94,7 +116,7 @@ impl SessionData {
                     let merged = merge_value(self.0.get(key).map(|b| &**b), v);
                     self.0.insert(key.clone(), merged)
                 }
-                None => self.0.remove(key),
+                None => self.0.shift_remove(key),
             };
         }
     }
@@ -109,17 +131,46 @@ impl SessionData {
         )
     }
 
-    /// Reads data back from its stored form; `None` if it is not in that form.
-    pub fn from_stored(stored: HashMap<String, String>) -> Option<Self> {
-        stored
+    /// The DynamoDB attribute the key order is stored as: one entry a key, in order.
+    pub fn order_attribute(&self) -> AttributeValue {
+        AttributeValue::L(self.0.keys().map(|k| AttributeValue::S(storage_key(k))).collect())
+    }
+
+    /// Reads data back from its stored form, its keys in the order `order`'s entries
+    /// leave them (keys no entry names, stored before orders were kept, first and
+    /// sorted); `None` if it is not in that form.
+    pub fn from_stored(stored: HashMap<String, String>, order: &[String]) -> Option<Self> {
+        let mut values = stored
             .into_iter()
             .map(|(k, v)| {
                 let key = k.strip_prefix(KEY_PREFIX)?.to_owned();
                 let value = RawValue::from_string(v).ok()?;
                 Some((key, value))
             })
-            .collect::<Option<BTreeMap<_, _>>>()
-            .map(Self)
+            .collect::<Option<HashMap<_, _>>>()?;
+        let mut placed = IndexSet::new();
+        for entry in order {
+            if let Some(key) = entry.strip_prefix(KEY_PREFIX) {
+                placed.insert(key);
+            } else if let Some(key) = entry.strip_prefix(REMOVED_PREFIX) {
+                placed.shift_remove(key);
+            } else {
+                return None;
+            }
+        }
+        let mut unplaced: Vec<String> = values
+            .keys()
+            .filter(|k| !placed.contains(k.as_str()))
+            .cloned()
+            .collect();
+        unplaced.sort();
+        let mut data = IndexMap::with_capacity(values.len());
+        for key in unplaced.into_iter().chain(placed.into_iter().map(str::to_owned)) {
+            if let Some(value) = values.remove(&key) {
+                data.insert(key, value);
+            }
+        }
+        Some(Self(data))
     }
 }
 
@@ -156,9 +207,21 @@ impl DataPatch {
         })
     }
 
-    /// Bytes the patch's set keys add at most to the data's encoded size.
+    /// The key-order entries the patch appends, in its order: each set key placed,
+    /// each removed key taken out.
+    pub fn order_entries(&self) -> AttributeValue {
+        let entry = |(k, v): (&String, &Option<Box<RawValue>>)| {
+            let prefix = if v.is_some() { KEY_PREFIX } else { REMOVED_PREFIX };
+            AttributeValue::S(format!("{prefix}{k}"))
+        };
+        AttributeValue::L(self.0.iter().map(entry).collect())
+    }
+
+    /// Bytes the patch adds at most to the data's encoded size: each set key's
+    /// entries, and each removed key's key-order entry.
     pub fn added_size(&self) -> usize {
-        self.sets().map(|(k, v)| entry_size(k, v)).sum()
+        let sets: usize = self.sets().map(|(k, v)| entry_size(k, v)).sum();
+        sets + self.removes().map(order_entry_size).sum::<usize>()
     }
 }
 
@@ -238,7 +301,7 @@ pub fn storage_key(key: &str) -> String {
 
 impl<'de> Deserialize<'de> for SessionData {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = BTreeMap::<String, Box<RawValue>>::deserialize(deserializer)?;
+        let raw = IndexMap::<String, Box<RawValue>>::deserialize(deserializer)?;
         raw.into_iter()
             .map(|(k, v)| Ok((k, compact(&v).map_err(D::Error::custom)?)))
             .collect::<Result<_, _>>()
@@ -248,7 +311,7 @@ impl<'de> Deserialize<'de> for SessionData {
 
 impl<'de> Deserialize<'de> for DataPatch {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = BTreeMap::<String, Option<Box<RawValue>>>::deserialize(deserializer)?;
+        let raw = IndexMap::<String, Option<Box<RawValue>>>::deserialize(deserializer)?;
         raw.into_iter()
             .map(|(k, v)| Ok((k, v.map(|v| compact(&v)).transpose().map_err(D::Error::custom)?)))
             .collect::<Result<_, _>>()
@@ -293,16 +356,25 @@ fn compact(value: &RawValue) -> Result<Box<RawValue>, String> {
 mod tests {
     use super::*;
 
-    fn roundtrip(json: &str) -> String {
-        let data = SessionData::from_json(json).unwrap();
-        let AttributeValue::M(stored) = data.to_attribute() else {
+    /// The stored map and key order of `data`.
+    fn stored(data: &SessionData) -> (HashMap<String, String>, Vec<String>) {
+        let AttributeValue::M(map) = data.to_attribute() else {
             panic!("not a map")
         };
-        let stored = stored
-            .into_iter()
-            .map(|(k, v)| (k, v.as_s().unwrap().clone()))
-            .collect();
-        serde_json::to_string(&SessionData::from_stored(stored).unwrap()).unwrap()
+        let map = map.into_iter().map(|(k, v)| (k, v.as_s().unwrap().clone())).collect();
+        (map, strings(data.order_attribute()))
+    }
+
+    fn strings(list: AttributeValue) -> Vec<String> {
+        let AttributeValue::L(list) = list else {
+            panic!("not a list")
+        };
+        list.iter().map(|v| v.as_s().unwrap().clone()).collect()
+    }
+
+    fn roundtrip(json: &str) -> String {
+        let (map, order) = stored(&SessionData::from_json(json).unwrap());
+        serde_json::to_string(&SessionData::from_stored(map, &order).unwrap()).unwrap()
     }
 
     #[test]
@@ -314,6 +386,7 @@ mod tests {
             r#"{"n":12345678901234567890123}"#,
             r#"{"neg":-0.0000000000000000000000000000000000000000001}"#,
             r#"{"ключ":"значение","🔑":"✓"}"#,
+            r#"{"z":1,"a":2,"m":{"y":3,"b":4},"":5}"#,
             r#"{"nested":{"":{"a":[1,{"b":null}]}}}"#,
             r#"{"s":"with \"quotes\" and \\ and \u0000"}"#,
         ] {
@@ -349,10 +422,14 @@ mod tests {
         let mut data = SessionData::from_json(r#"{"a":1,"b":{"c":2},"d":3}"#).unwrap();
         let patch: DataPatch = serde_json::from_str(r#"{"a":null,"b":{"e":4},"f":[5]}"#).unwrap();
         assert_eq!(patch.removes().collect::<Vec<_>>(), ["a"]);
+        // Per set key its map entry and key-order entry; per removed key its key-order entry.
         assert_eq!(
             patch.added_size(),
-            (2 + "b".len() + r#"{"e":4}"#.len()) + (2 + "f".len() + "[5]".len())
+            (2 + "b".len() + r#"{"e":4}"#.len() + 2 + "b".len())
+                + (2 + "f".len() + "[5]".len() + 2 + "f".len())
+                + (2 + "a".len())
         );
+        assert_eq!(strings(patch.order_entries()), ["!a", "_b", "_f"]);
         let onto_nothing: Vec<_> = patch
             .sets_onto_non_objects()
             .map(|(k, v, object)| (k, v.get().to_owned(), object))
@@ -384,16 +461,58 @@ mod tests {
     }
 
     #[test]
-    fn encoded_size_is_dynamodbs_size_of_the_stored_map() {
+    fn encoded_size_is_dynamodbs_size_of_the_stored_map_and_key_order() {
         let data = SessionData::from_json(r#"{"ab": [1, 2]}"#).unwrap();
-        // The entry's 1 byte, "_ab" and "[1,2]".
-        assert_eq!(data.encoded_size(), 1 + 3 + 5);
+        // The map entry's 1 byte, "_ab" and "[1,2]"; the order entry's 1 byte and "_ab".
+        assert_eq!(data.encoded_size(), 1 + 3 + 5 + 1 + 3);
         assert_eq!(SessionData::default().encoded_size(), 0);
     }
 
     #[test]
     fn stored_keys_without_the_prefix_are_corrupt() {
         let stored = HashMap::from([("a".to_string(), "1".to_string())]);
-        assert_eq!(SessionData::from_stored(stored), None);
+        assert_eq!(SessionData::from_stored(stored, &[]), None);
+        let stored = HashMap::from([("_a".to_string(), "1".to_string())]);
+        assert_eq!(SessionData::from_stored(stored, &["a".to_owned()]), None);
+    }
+
+    #[test]
+    fn patches_replayed_on_the_key_order_keep_places_and_put_new_and_re_added_keys_last() {
+        let mut data = SessionData::from_json(r#"{"z":1,"a":2,"m":3}"#).unwrap();
+        let (mut map, mut order) = stored(&data);
+        for patch in [
+            r#"{"a":20,"q":4}"#,
+            r#"{"z":null}"#,
+            r#"{"z":5,"m":null}"#,
+            r#"{"a":null,"a2":6}"#,
+        ] {
+            let patch: DataPatch = serde_json::from_str(patch).unwrap();
+            // As the single UpdateItem writes it: set and remove map entries, append entries.
+            for (k, v) in patch.sets() {
+                map.insert(storage_key(k), v.to_owned());
+            }
+            for k in patch.removes() {
+                map.remove(&storage_key(k));
+            }
+            order.extend(strings(patch.order_entries()));
+            data.apply(&patch);
+            let read = SessionData::from_stored(map.clone(), &order).unwrap();
+            assert_eq!(
+                serde_json::to_string(&read).unwrap(),
+                serde_json::to_string(&data).unwrap()
+            );
+        }
+        assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"q":4,"z":5,"a2":6}"#);
+    }
+
+    #[test]
+    fn keys_stored_before_orders_were_kept_come_first_and_sorted() {
+        let map = HashMap::from([
+            ("_b".to_owned(), "1".to_owned()),
+            ("_a".to_owned(), "2".to_owned()),
+            ("_new".to_owned(), "3".to_owned()),
+        ]);
+        let read = SessionData::from_stored(map, &["_new".to_owned()]).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), r#"{"a":2,"b":1,"new":3}"#);
     }
 }

@@ -37,6 +37,8 @@ pub mod attr {
     pub const SUBJECT: &str = "subject";
     /// Map from `_`-prefixed data keys to their JSON text.
     pub const DATA: &str = "data";
+    /// The data keys' order: a list of entries replayed on read (`crate::data`).
+    pub const DATA_KEYS: &str = "data_keys";
     /// Upper bound of the data's encoded size.
     pub const DATA_BYTES: &str = "data_bytes";
     /// The device (a map of `user_agent`, `ip`, `label`), when the caller named one.
@@ -85,6 +87,8 @@ struct StoredSession {
     subject: Option<String>,
     #[serde(default)]
     data: HashMap<String, String>,
+    #[serde(default, skip_serializing)]
+    data_keys: Vec<String>,
     #[serde(default)]
     data_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +118,7 @@ pub fn encode(
         write_token: Some(write_token.to_owned()),
         subject: session.subject.as_ref().map(|s| s.as_str().to_owned()),
         data: HashMap::new(),
+        data_keys: Vec::new(),
         data_bytes: session.data.encoded_size() as u64,
         device: session.device.clone(),
         created_at: session.created_at.0,
@@ -129,6 +134,7 @@ pub fn encode(
     let mut item: HashMap<String, AttributeValue> =
         serde_dynamo::to_item(stored).expect("a StoredSession always serializes to an item");
     item.insert(attr::DATA.into(), session.data.to_attribute());
+    item.insert(attr::DATA_KEYS.into(), session.data.order_attribute());
     item
 }
 
@@ -144,7 +150,7 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
             .map(|s| Subject::parse(&s))
             .transpose()
             .map_err(|_| corrupt())?,
-        data: SessionData::from_stored(stored.data).ok_or_else(corrupt)?,
+        data: SessionData::from_stored(stored.data, &stored.data_keys).ok_or_else(corrupt)?,
         device: stored.device,
         created_at: Timestamp(stored.created_at),
         updated_at: Timestamp(stored.updated_at),

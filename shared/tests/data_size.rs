@@ -9,12 +9,13 @@ use session_store::config::DATA_BYTES_CEILING;
 use session_store::{DataPatch, DynamoStore, NewSession, SessionData, StoreError, Timestamp, ValidationError};
 use session_testkit as testkit;
 
-/// `keys` keys of at least `key_len` characters whose entries (1 byte, `_`, key,
-/// value text) add up to exactly `size` bytes; values are strings of `x`, or of
+/// `keys` keys of at least `key_len` characters whose entries (in the map 1 byte, `_`,
+/// key, value text; in the key order 1 byte, `_`, key) add up to exactly `size` bytes;
+/// values are strings of `x`, or of
 /// two-byte `é` with one `x` for an odd remainder.
 fn filled(keys: usize, key_len: usize, multibyte: bool, size: usize) -> SessionData {
     let names: Vec<String> = (0..keys).map(|i| format!("{i:0key_len$x}")).collect();
-    let base: usize = names.iter().map(|k| 2 + k.len() + 2).sum();
+    let base: usize = names.iter().map(|k| 2 + k.len() + 2 + 2 + k.len()).sum();
     assert!(base <= size, "{keys} keys of {key_len} do not fit in {size}");
     let (each, mut rest) = ((size - base) / keys, (size - base) % keys);
     let mut object = serde_json::Map::new();
@@ -88,9 +89,9 @@ fn data_filling_the_ceiling_in_any_shape_is_stored() {
     let store = runtime
         .block_on(testkit::store(|c| c.limits.max_data_bytes = DATA_BYTES_CEILING))
         .0;
-    // Nearly the most keys that fit (4 hex digits, `"x"` values): 42,222 entries,
-    // which a count of keys and values alone would take for 295,556 bytes.
-    runtime.block_on(at_the_ceiling(&store, filled(42_222, 4, false, DATA_BYTES_CEILING)));
+    // Nearly the most keys that fit (4 hex digits, `"x"` values, 15 bytes a key):
+    // 25,333 keys, which a count of keys and values alone would take for 177,331 bytes.
+    runtime.block_on(at_the_ceiling(&store, filled(25_333, 4, false, DATA_BYTES_CEILING)));
     let config = ProptestConfig {
         cases: 6,
         failure_persistence: None,
@@ -98,7 +99,7 @@ fn data_filling_the_ceiling_in_any_shape_is_stored() {
     };
     proptest!(config, |(keys in 1usize..20_000, key_len in 1usize..12, multibyte: bool)| {
         let key_len = key_len.max(format!("{keys:x}").len());
-        let keys = keys.min(DATA_BYTES_CEILING / (4 + key_len) - 1).max(1);
+        let keys = keys.min(DATA_BYTES_CEILING / (6 + 2 * key_len) - 1).max(1);
         runtime.block_on(at_the_ceiling(&store, filled(keys, key_len, multibyte, DATA_BYTES_CEILING)));
     });
 }

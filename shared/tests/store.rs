@@ -45,8 +45,54 @@ async fn a_created_session_reads_back_at_once_with_one_request_each() {
     assert_eq!(read, created.session);
     assert_eq!(
         serde_json::to_string(&read.data).unwrap(),
-        r#"{"":1,"n":123456789012345678901,"x":1.0}"#
+        r#"{"":1,"x":1.0,"n":123456789012345678901}"#
     );
+}
+
+#[tokio::test]
+async fn top_level_key_order_is_kept_by_every_write_and_a_merge_stays_one_request() {
+    let (store, counter, now) = setup().await;
+    let text = |data: &SessionData| serde_json::to_string(data).unwrap();
+    let request = NewSession {
+        data: data(r#"{"z":1,"a":2,"m":3}"#),
+        ..new(600, 3600)
+    };
+    let created = store.create(request, None, now).await.unwrap();
+    assert_eq!(
+        text(&store.get(&created.id, now).await.unwrap().data),
+        r#"{"z":1,"a":2,"m":3}"#
+    );
+    counter.take();
+    // Set keys keep their places, new ones come last, a removed key re-added comes last.
+    for (patch_json, expected) in [
+        (r#"{"a":20,"b":4}"#, r#"{"z":1,"a":20,"m":3,"b":4}"#),
+        (r#"{"z":null,"m":30}"#, r#"{"a":20,"m":30,"b":4}"#),
+        (r#"{"z":5,"a":null}"#, r#"{"m":30,"b":4,"z":5}"#),
+    ] {
+        let merged = store.merge(&created.id, patch(patch_json), None, now).await.unwrap();
+        assert_eq!(counter.take(), 1, "{patch_json}: one UpdateItem");
+        assert_eq!(text(&merged.data), expected, "{patch_json}: as written");
+        assert_eq!(
+            text(&store.get(&created.id, now).await.unwrap().data),
+            expected,
+            "{patch_json}: read"
+        );
+        counter.take();
+    }
+    let replaced = store
+        .replace(&created.id, data(r#"{"y":1,"c":{"q":1,"b":2},"x":3}"#), None, None, now)
+        .await
+        .unwrap();
+    assert_eq!(text(&replaced.data), r#"{"y":1,"c":{"q":1,"b":2},"x":3}"#);
+    // An object merged into an object: the slow path writes the whole item, in order.
+    store
+        .merge(&created.id, patch(r#"{"c":{"a":3},"w":0}"#), None, now)
+        .await
+        .unwrap();
+    let rotated = store.rotate(&created.id, true, None, None, now).await.unwrap();
+    let expected = r#"{"y":1,"c":{"q":1,"b":2,"a":3},"x":3,"w":0}"#;
+    assert_eq!(text(&rotated.session.data), expected);
+    assert_eq!(text(&store.get(&rotated.id, now).await.unwrap().data), expected);
 }
 
 #[tokio::test]

@@ -268,6 +268,11 @@ impl DynamoStore {
                 idle_timeout_seconds,
             } => {
                 sets.push(format!("{} = {}", e.name(attr::DATA), e.value(data.to_attribute())));
+                sets.push(format!(
+                    "{} = {}",
+                    e.name(attr::DATA_KEYS),
+                    e.value(data.order_attribute())
+                ));
                 sets.push(format!("{} = {}", e.name(attr::DATA_BYTES), e.num(data.encoded_size())));
                 bump_version(&mut e, &mut conditions, &mut sets);
                 match idle_timeout_seconds {
@@ -305,6 +310,13 @@ impl DynamoStore {
                 for key in patch.removes() {
                     removes.push(e.data_key(key));
                 }
+                // The patch's key-order entries, after those stored (`crate::data`).
+                let order = e.name(attr::DATA_KEYS);
+                let none = e.value(AttributeValue::L(Vec::new()));
+                let entries = e.value(patch.order_entries());
+                sets.push(format!(
+                    "{order} = list_append(if_not_exists({order}, {none}), {entries})"
+                ));
                 // Replaced and removed keys are not subtracted: `data_bytes` is an
                 // upper bound, made exact again whenever the slow path rewrites it.
                 let bytes = e.name(attr::DATA_BYTES);

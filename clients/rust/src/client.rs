@@ -1,0 +1,582 @@
+//! The client: one method a route, each attempt signed afresh, retries by [`RetryPolicy`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_types::SdkConfig;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, IF_MATCH, RETRY_AFTER};
+use http::{HeaderValue, Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::signing::{Signing, sign};
+use crate::{
+    Data, Error, IssuedSession, NewSession, Precondition, Problem, Replacement, RetryPolicy, Rotation, Session,
+    SessionId, SessionPage, SessionSummary,
+};
+
+/// Credentials are fetched again this long before they expire.
+const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// A client of one deployment of the session service. Cheap to clone (one connection pool).
+///
+/// ```no_run
+/// use session_service_client::{Client, NewSession, Rotation};
+/// # async fn run() -> Result<(), session_service_client::Error> {
+/// // Locally (`scripts/run`): unsigned.
+/// let client = Client::new("http://127.0.0.1:9000/lambda-url/api")?;
+/// let anonymous = client.create(&NewSession::default()).await?;
+/// // At login: a new id owned by the user; the old one stops working.
+/// let login = client.rotate(&anonymous.id, &Rotation::default().subject("user-42")).await?;
+/// let session = client.get_and_touch(&login.id).await?;
+/// assert_eq!(session.subject.as_deref(), Some("user-42"));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    auth: Auth,
+    retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+enum Auth {
+    Unsigned,
+    SigV4 {
+        service: String,
+        region: String,
+        credentials: SharedCredentialsProvider,
+        cached: Mutex<Option<Credentials>>,
+    },
+}
+
+/// Builds a [`Client`]: the base URL, and for a deployed stack credentials and a region.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_service_client::{Client, RetryPolicy};
+/// let client = Client::builder("http://127.0.0.1:9000/lambda-url/api")
+///     .timeout(Duration::from_secs(2))
+///     .retry(RetryPolicy { max_attempts: 2, ..Default::default() })
+///     .build()?;
+/// # Ok::<(), session_service_client::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    region: Option<String>,
+    credentials: Option<SharedCredentialsProvider>,
+    signing: Option<Signing>,
+    retry: RetryPolicy,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Region and credentials from `config` (`aws_config::load_defaults(...)`).
+    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
+        if let Some(region) = config.region() {
+            self.region = Some(region.to_string());
+        }
+        if let Some(credentials) = config.credentials_provider() {
+            self.credentials = Some(credentials);
+        }
+        self
+    }
+
+    /// The credentials to sign with.
+    pub fn credentials(mut self, credentials: impl ProvideCredentials + 'static) -> Self {
+        self.credentials = Some(SharedCredentialsProvider::new(credentials));
+        self
+    }
+
+    /// The region, for a host that does not name one (a custom domain).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Authorizes requests this way, whatever the URL (by default [`Signing::for_url`]
+    /// decides): a proxy's URL in front of a function URL, say.
+    pub fn signing(mut self, signing: Signing) -> Self {
+        self.signing = Some(signing);
+        self
+    }
+
+    /// How calls are retried.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Longest wait for one attempt's answer (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Longest wait for a connection (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The client. Fails on a URL it cannot use, or a signed one without credentials.
+    pub fn build(self) -> Result<Client, Error> {
+        let mut base = Url::parse(&self.url).map_err(|e| Error::Config(format!("the URL: {e}")))?;
+        if base.cannot_be_a_base() || base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::Config(
+                "the URL must be a base URL, without query or fragment".to_owned(),
+            ));
+        }
+        base.path_segments_mut()
+            .map_err(|()| Error::Config("the URL cannot be a base".to_owned()))?
+            .pop_if_empty();
+        let signing = match self.signing {
+            Some(signing) => signing,
+            None => Signing::for_url(&base, self.region.as_deref())?,
+        };
+        let auth = match signing {
+            Signing::Unsigned => Auth::Unsigned,
+            Signing::SigV4 { service, region } => Auth::SigV4 {
+                service,
+                region,
+                credentials: self.credentials.ok_or_else(|| {
+                    Error::Config("signed requests need credentials (sdk_config or credentials)".to_owned())
+                })?,
+                cached: Mutex::new(None),
+            },
+        };
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!("session-service-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(Error::Transport)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                auth,
+                retry: self.retry,
+            }),
+        })
+    }
+}
+
+/// One logical call; its attempts are built from it.
+struct Call {
+    method: Method,
+    url: Url,
+    body: Option<(Vec<u8>, &'static str)>,
+    if_match: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+impl Call {
+    fn new(method: Method, url: Url) -> Self {
+        Self {
+            method,
+            url,
+            body: None,
+            if_match: None,
+            idempotency_key: None,
+        }
+    }
+
+    fn json(mut self, body: &impl Serialize, content_type: &'static str) -> Result<Self, Error> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::Config(format!("the request body: {e}")))?;
+        self.body = Some((bytes, content_type));
+        Ok(self)
+    }
+
+    fn precondition(mut self, precondition: Precondition) -> Self {
+        self.if_match = precondition.if_match();
+        self
+    }
+
+    /// One key for the call, sent with each of its attempts: 128 random bits.
+    fn idempotent(mut self) -> Result<Self, Error> {
+        let mut key = [0u8; 16];
+        getrandom::fill(&mut key).map_err(|e| Error::Config(format!("no randomness for an Idempotency-Key: {e}")))?;
+        self.idempotency_key = Some(URL_SAFE_NO_PAD.encode(key));
+        Ok(self)
+    }
+}
+
+impl Client {
+    /// A client of a local service (`http://`, unsigned), with the default retries.
+    ///
+    /// ```
+    /// let client = session_service_client::Client::new("http://127.0.0.1:9000/lambda-url/api")?;
+    /// assert!(session_service_client::Client::new("https://abc.execute-api.us-east-1.amazonaws.com").is_err());
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
+    pub fn new(url: &str) -> Result<Self, Error> {
+        Self::builder(url).build()
+    }
+
+    /// A client of a deployed stack, signing with `config`'s credentials.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// let client = session_service_client::Client::from_sdk_config(
+    ///     "https://a1b2c3.execute-api.eu-west-1.amazonaws.com",
+    ///     &config,
+    /// )?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_sdk_config(url: &str, config: &SdkConfig) -> Result<Self, Error> {
+        Self::builder(url).sdk_config(config).build()
+    }
+
+    /// A builder for `url`.
+    pub fn builder(url: &str) -> ClientBuilder {
+        ClientBuilder {
+            url: url.to_owned(),
+            region: None,
+            credentials: None,
+            signing: None,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// `GET /health`: the function answers (no DynamoDB call).
+    pub async fn health(&self) -> Result<(), Error> {
+        let call = Call::new(Method::GET, self.url(&["health"]));
+        self.send(call).await.map(drop)
+    }
+
+    /// `POST /sessions`: a new session and its id. Its `Idempotency-Key` makes the retries of
+    /// a lost answer return the same session.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+    /// use session_service_client::{Data, NewSession};
+    /// let data = Data::from_json(r#"{"cart":[]}"#).expect("JSON");
+    /// let issued = client.create(&NewSession::default().data(data)).await?;
+    /// let cookie = issued.id.expose(); // to the browser; the service keeps no copy
+    /// # Ok(()) }
+    /// ```
+    pub async fn create(&self, session: &NewSession) -> Result<IssuedSession, Error> {
+        let call = Call::new(Method::POST, self.url(&["sessions"]))
+            .json(session, "application/json")?
+            .idempotent()?;
+        self.send_for(call).await
+    }
+
+    /// `GET /sessions/{id}`: the session, without moving its expiry.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) {
+    /// match client.get(&id).await {
+    ///     Ok(session) => println!("version {}", session.version),
+    ///     Err(e) if e.is_not_found() => println!("logged out"),
+    ///     Err(e) => eprintln!("{e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn get(&self, id: &SessionId) -> Result<Session, Error> {
+        self.send_for(Call::new(Method::GET, self.url(&["sessions", id.expose()])))
+            .await
+    }
+
+    /// `GET /sessions/{id}?touch=true`: a page view. The session, with its idle expiry slid
+    /// when due (one request).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+    /// let session = client.get_and_touch(&id).await?;
+    /// println!("live through {}", session.expires_at);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_and_touch(&self, id: &SessionId) -> Result<Session, Error> {
+        let mut url = self.url(&["sessions", id.expose()]);
+        url.query_pairs_mut().append_pair("touch", "true");
+        self.send_for(Call::new(Method::GET, url)).await
+    }
+
+    /// `PUT /sessions/{id}`: replaces the data (and the idle timeout, if given).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+    /// use session_service_client::{Data, Precondition, Replacement};
+    /// let current = client.get(&id).await?;
+    /// let data = Data::from_json(r#"{"theme":"light"}"#).expect("JSON");
+    /// // Only if nobody wrote since the read:
+    /// client.replace(&id, &Replacement::new(data), Precondition::Version(current.version)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn replace(
+        &self,
+        id: &SessionId,
+        replacement: &Replacement,
+        precondition: Precondition,
+    ) -> Result<Session, Error> {
+        let call = Call::new(Method::PUT, self.url(&["sessions", id.expose()]))
+            .json(replacement, "application/json")?
+            .precondition(precondition);
+        self.send_for(call).await
+    }
+
+    /// `PATCH /sessions/{id}`: merges `patch` into the data (RFC 7396: objects merge, `null`
+    /// removes a member).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+    /// use session_service_client::{Data, Precondition};
+    /// let patch = Data::from_json(r#"{"cart":[7],"coupon":null}"#).expect("JSON");
+    /// client.merge(&id, &patch, Precondition::None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn merge(&self, id: &SessionId, patch: &Data, precondition: Precondition) -> Result<Session, Error> {
+        #[derive(Serialize)]
+        struct Merge<'a> {
+            data: &'a Data,
+        }
+        let call = Call::new(Method::PATCH, self.url(&["sessions", id.expose()]))
+            .json(&Merge { data: patch }, "application/merge-patch+json")?
+            .precondition(precondition);
+        self.send_for(call).await
+    }
+
+    /// `POST /sessions/{id}/touch`: slides the idle expiry.
+    pub async fn touch(&self, id: &SessionId) -> Result<Session, Error> {
+        self.send_for(Call::new(Method::POST, self.url(&["sessions", id.expose(), "touch"])))
+            .await
+    }
+
+    /// `POST /sessions/{id}/rotate`: the session under a new id, the old one deleted in the
+    /// same transaction; with a subject, a login.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+    /// use session_service_client::Rotation;
+    /// let login = client.rotate(&id, &Rotation::default().subject("user-42")).await?;
+    /// // `id` is gone; hand `login.id` to the browser.
+    /// # Ok(()) }
+    /// ```
+    pub async fn rotate(&self, id: &SessionId, rotation: &Rotation) -> Result<IssuedSession, Error> {
+        let call = Call::new(Method::POST, self.url(&["sessions", id.expose(), "rotate"]))
+            .json(rotation, "application/json")?
+            .idempotent()?;
+        self.send_for(call).await
+    }
+
+    /// `DELETE /sessions/{id}`: a logout. Deleting a session that is gone already succeeds.
+    pub async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        match self
+            .send(Call::new(Method::DELETE, self.url(&["sessions", id.expose()])))
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// `GET /subjects/{subject}/sessions`: one page (at most `limit`, default 20) of the
+    /// owner's live sessions, oldest first; `cursor` is the previous page's `next_cursor`.
+    pub async fn list(&self, subject: &str, limit: Option<u32>, cursor: Option<&str>) -> Result<SessionPage, Error> {
+        let mut url = self.url(&["subjects", subject, "sessions"]);
+        if let Some(limit) = limit {
+            url.query_pairs_mut().append_pair("limit", &limit.to_string());
+        }
+        if let Some(cursor) = cursor {
+            url.query_pairs_mut().append_pair("cursor", cursor);
+        }
+        self.send_for(Call::new(Method::GET, url)).await
+    }
+
+    /// Every page of the owner's live sessions: a "where you're logged in" page.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+    /// for session in client.list_all("user-42").await? {
+    ///     println!("{} last active {}", session.handle, session.last_active_at);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_all(&self, subject: &str) -> Result<Vec<SessionSummary>, Error> {
+        let mut sessions = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list(subject, Some(100), cursor.as_deref()).await?;
+            sessions.extend(page.sessions);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(sessions),
+            }
+        }
+    }
+
+    /// `DELETE /subjects/{subject}/sessions/{handle}`: revokes one of the owner's sessions
+    /// (a "log out that device" button). Revoking one revoked before succeeds.
+    pub async fn revoke(&self, subject: &str, handle: &str) -> Result<(), Error> {
+        let call = Call::new(Method::DELETE, self.url(&["subjects", subject, "sessions", handle]));
+        self.send(call).await.map(drop)
+    }
+
+    /// `DELETE /subjects/{subject}/sessions`: logs the owner out everywhere, but for
+    /// `except` (the session making the request, say); how many were revoked.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, mine: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+    /// let revoked = client.revoke_all("user-42", Some(&mine)).await?;
+    /// println!("logged out of {revoked} other sessions");
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_all(&self, subject: &str, except: Option<&SessionId>) -> Result<u64, Error> {
+        #[derive(serde::Deserialize)]
+        struct Revoked {
+            revoked: u64,
+        }
+        let mut url = self.url(&["subjects", subject, "sessions"]);
+        if let Some(except) = except {
+            url.query_pairs_mut().append_pair("except", except.expose());
+        }
+        let revoked: Revoked = self.send_for(Call::new(Method::DELETE, url)).await?;
+        Ok(revoked.revoked)
+    }
+
+    /// The base URL with `segments` appended, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.base.clone();
+        url.path_segments_mut()
+            .expect("checked to be a base URL when built")
+            .extend(segments);
+        url
+    }
+
+    async fn send_for<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
+        let (status, body) = self.send(call).await?;
+        serde_json::from_slice(&body).map_err(|e| Error::UnexpectedResponse {
+            status: status.as_u16(),
+            source: Some(e),
+        })
+    }
+
+    /// Sends `call`, again while the answer says to retry and attempts remain.
+    async fn send(&self, call: Call) -> Result<(StatusCode, Vec<u8>), Error> {
+        let retry = self.inner.retry;
+        let mut attempt = 1;
+        loop {
+            let request = self.attempt(&call).await?;
+            let failure = match self.inner.http.execute(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    match response.bytes().await {
+                        Ok(body) if status.is_success() => return Ok((status, body.to_vec())),
+                        Ok(body) => answer_error(status, &body, retry_after),
+                        Err(e) => Error::Transport(e),
+                    }
+                }
+                Err(e) => Error::Transport(e),
+            };
+            let (retryable, retry_after) = match &failure {
+                Error::Problem(problem) => (problem.kind().is_retryable(), problem.retry_after),
+                Error::Transport(_) => (true, None),
+                // A gateway's own 502/503/504 (no problem body).
+                Error::UnexpectedResponse { status, .. } => ((502..=504).contains(status), None),
+                _ => (false, None),
+            };
+            if !retryable || attempt >= retry.max_attempts {
+                return Err(failure);
+            }
+            tokio::time::sleep(retry.delay(attempt, retry_after)).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt at `call`, signed now.
+    async fn attempt(&self, call: &Call) -> Result<reqwest::Request, Error> {
+        let url = &call.url;
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(Error::Config("the URL has no host".to_owned())),
+        };
+        let header = |value: &str| HeaderValue::from_str(value).map_err(|e| Error::Config(format!("a header: {e}")));
+        let mut request = http::Request::new(call.body.as_ref().map(|(bytes, _)| bytes.clone()).unwrap_or_default());
+        *request.method_mut() = call.method.clone();
+        *request.uri_mut() = url
+            .as_str()
+            .parse()
+            .map_err(|e| Error::Config(format!("the URL: {e}")))?;
+        let headers = request.headers_mut();
+        headers.insert(HOST, header(&host)?);
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, application/problem+json"),
+        );
+        if let Some((_, content_type)) = &call.body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        if let Some(if_match) = &call.if_match {
+            headers.insert(IF_MATCH, header(if_match)?);
+        }
+        if let Some(key) = &call.idempotency_key {
+            headers.insert("idempotency-key", header(key)?);
+        }
+        if let Auth::SigV4 {
+            service,
+            region,
+            credentials,
+            cached,
+        } = &self.inner.auth
+        {
+            let credentials = current_credentials(credentials, cached).await?;
+            sign(&mut request, &credentials, service, region, SystemTime::now())?;
+        }
+        reqwest::Request::try_from(request).map_err(Error::Transport)
+    }
+}
+
+/// The provider's credentials, fetched again when near their expiry.
+async fn current_credentials(
+    provider: &SharedCredentialsProvider,
+    cached: &Mutex<Option<Credentials>>,
+) -> Result<Credentials, Error> {
+    let mut cached = cached.lock().await;
+    let fresh_enough = |c: &Credentials| {
+        c.expiry()
+            .is_none_or(|expiry| expiry > SystemTime::now() + CREDENTIALS_REFRESH_MARGIN)
+    };
+    if let Some(credentials) = cached.as_ref().filter(|c| fresh_enough(c)) {
+        return Ok(credentials.clone());
+    }
+    let credentials = provider.provide_credentials().await.map_err(Error::Credentials)?;
+    *cached = Some(credentials.clone());
+    Ok(credentials)
+}
+
+/// The error an unsuccessful answer is: its problem, or an unexpected answer.
+fn answer_error(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Error {
+    match serde_json::from_slice::<Problem>(body) {
+        Ok(problem) => Error::Problem(Problem { retry_after, ..problem }),
+        Err(e) => Error::UnexpectedResponse {
+            status: status.as_u16(),
+            source: Some(e),
+        },
+    }
+}
