@@ -91,3 +91,37 @@ start_dynamodb_local() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# Starts `scripts/run --in-memory` in the background on free ports (its log in
+# .local/service-run.log). Sets SERVICE_URL and SERVICE_PID; wait_for_service waits for
+# it to answer, stop_service stops it.
+start_service() {
+  local api_port ddb_port
+  api_port=$(free_port)
+  ddb_port=$(free_port)
+  while [ "$ddb_port" = "$api_port" ]; do ddb_port=$(free_port); done
+  mkdir -p "$ROOT/.local"
+  SERVICE_LOG="$ROOT/.local/service-run.log"
+  log "starting scripts/run --in-memory (API port $api_port, DynamoDB Local port $ddb_port; log $SERVICE_LOG)"
+  DDB_PORT=$ddb_port API_PORT=$api_port SCHEDULE_EVERY=5 "$ROOT/scripts/run" --in-memory >"$SERVICE_LOG" 2>&1 &
+  SERVICE_PID=$!
+  SERVICE_URL="http://127.0.0.1:$api_port/lambda-url/api"
+}
+
+# Waits (up to 10 minutes: the first request waits for the build) for the service
+# start_service started to answer GET /health.
+wait_for_service() {
+  for _ in $(seq 1 600); do
+    curl -sf "$SERVICE_URL/health" >/dev/null 2>&1 && return 0
+    kill -0 "$SERVICE_PID" 2>/dev/null || { tail -n 30 "$SERVICE_LOG"; log "scripts/run exited"; return 1; }
+    sleep 1
+  done
+  tail -n 30 "$SERVICE_LOG"; log "the API did not answer within 10 minutes"; return 1
+}
+
+stop_service() {
+  [ -n "${SERVICE_PID:-}" ] || return 0
+  kill "$SERVICE_PID" 2>/dev/null || true
+  wait "$SERVICE_PID" 2>/dev/null || true
+  SERVICE_PID=
+}

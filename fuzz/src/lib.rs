@@ -151,7 +151,18 @@ pub fn data_codec(input: &[u8]) {
         .into_iter()
         .map(|(k, v)| (k, v.as_s().expect("each value is stored as text").clone()))
         .collect();
-    assert_eq!(SessionData::from_stored(strings).as_ref(), Some(&data), "{text}");
+    let AttributeValue::L(order) = data.order_attribute() else {
+        panic!("the key order is stored as a list");
+    };
+    let order: Vec<String> = order
+        .iter()
+        .map(|v| v.as_s().expect("each entry is text").clone())
+        .collect();
+    assert_eq!(
+        SessionData::from_stored(strings, &order).as_ref(),
+        Some(&data),
+        "{text}"
+    );
     let json = serde_json::to_string(&data).expect("data serializes");
     assert_eq!(SessionData::from_json(&json).ok().as_ref(), Some(&data), "{text}");
 

@@ -468,7 +468,7 @@ impl DynamoStore {
                     issued.evicted = admission.evictions();
                     break Ok(issued);
                 }
-                Ok(Transacted::Replayed(replayed)) => break Ok(replayed),
+                Ok(Transacted::Replayed(replayed)) => break Ok(*replayed),
                 // Another login committed first, a rotation replaced the token, a
                 // session to evict went, or the lease lapsed: queue (again).
                 Ok(Transacted::Refused(_)) => {

@@ -98,7 +98,7 @@ impl DynamoStore {
         }
         match self.transact(parts_for()?, &write, idempotency, now).await? {
             Transacted::Done => Ok(issued),
-            Transacted::Replayed(issued) => Ok(issued),
+            Transacted::Replayed(issued) => Ok(*issued),
             // Only a rotation's or a capped login's transaction is refused; kept for completeness.
             Transacted::Refused(_) => Err(StoreError::Contention { attempts: 1 }),
         }

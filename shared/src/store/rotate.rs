@@ -129,7 +129,7 @@ impl DynamoStore {
                         evicted,
                     });
                 }
-                Transacted::Replayed(issued) => return Ok(issued),
+                Transacted::Replayed(issued) => return Ok(*issued),
                 // Another write to the capped subject's sessions committed first.
                 Transacted::Refused(None) if capped => {
                     if !backoff.wait().await {

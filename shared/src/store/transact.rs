@@ -43,7 +43,10 @@ impl DynamoStore {
             return Ok(Transacted::Done);
         }
         if let (Some(key), Some(record)) = (idempotency, failed(parts.idempotency).and_then(|r| r.item.as_ref())) {
-            return self.replay(key, record, now).await.map(Transacted::Replayed);
+            return self
+                .replay(key, record, now)
+                .await
+                .map(|issued| Transacted::Replayed(Box::new(issued)));
         }
         let conflicting = |i: Option<usize>| reason(i).is_some_and(|r| r.code() == Some("TransactionConflict"));
         if conflicting(parts.idempotency) {
@@ -182,7 +185,7 @@ pub(super) enum Transacted {
     /// Committed (now, or by an attempt whose response was lost).
     Done,
     /// The idempotency key's record answered instead.
-    Replayed(Issued),
+    Replayed(Box<Issued>),
     /// Refused by the old session's condition (with the item as it is now, when
     /// DynamoDB returned one) or by a conflicting write: read it again.
     Refused(Option<HashMap<String, AttributeValue>>),
