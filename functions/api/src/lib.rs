@@ -94,7 +94,7 @@ pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, std::
     let session = target.as_ref().and_then(Target::session_id).map(SessionId::fingerprint);
     let tally = Tally::default();
     let reply = match target {
-        None => Err(Problem::no_route(&path)),
+        None => Err(Problem::no_route()),
         Some(target) => route_to(app, &method, target, &request, &tally).await,
     };
     let response = reply.unwrap_or_else(problem_response);

@@ -50,13 +50,14 @@ impl Problem {
         )
     }
 
-    /// 404 for a path that no route serves.
-    pub fn no_route(path: &str) -> Self {
+    /// 404 for a path that no route serves. The path is not echoed: it may hold a
+    /// session id (`/sessions/{id}/typo`), which only create and rotate answer with.
+    pub fn no_route() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "no-route",
             "No such route",
-            format!("nothing is served at {path}"),
+            "no route serves this path (the routes: openapi.yaml)",
         )
     }
 

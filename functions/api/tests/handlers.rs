@@ -455,6 +455,12 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         (reply.status, reply.json["type"].as_str()),
         (404, Some("urn:session-service:problem:no-route"))
     );
+    // A typo after a session id: the 404 does not echo the path, id and all.
+    let id = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    unknown["rawPath"] = format!("/sessions/{id}/typo").into();
+    let reply = call(&app, &unknown).await;
+    assert_eq!(reply.json["type"], "urn:session-service:problem:no-route");
+    assert!(!reply.body_text().contains(id), "{}", reply.body_text());
     let mut wrong = event("health");
     wrong["requestContext"]["http"]["method"] = "POST".into();
     let reply = call(&app, &wrong).await;
