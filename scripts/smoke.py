@@ -1,48 +1,23 @@
-"""Smoke test of a deployed stack: SigV4-signed requests through create, get,
-rotate and delete. Run it through scripts/smoke, which provides botocore."""
+"""Smoke test of a deployed stack through the Python client (clients/python): SigV4-signed
+requests through create, get, rotate, list and delete, and unsigned ones refused.
+Run it through scripts/smoke, which installs the client into .venv/clients."""
 
-import json
 import os
-import re
 import sys
-import urllib.error
-import urllib.request
 import uuid
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.session import Session
+import httpx
+
+from session_service import Client, ConfigurationError, NotFound, SessionServiceError
+from session_service.signing import default_credentials, sign
 
 API_URL = os.environ.get("API_URL", "").rstrip("/")
 if not API_URL:
     sys.exit("usage: API_URL=https://<api-id>.execute-api.<region>.amazonaws.com scripts/smoke")
-match = re.search(r"execute-api\.([a-z0-9-]+)\.", API_URL)
-REGION = os.environ.get("AWS_REGION") or (match.group(1) if match else "us-east-1")
-session = Session()
-CREDENTIALS = session.get_credentials()
-if CREDENTIALS is None:
-    sys.exit("no AWS credentials found (environment, profile or SSO); the API requires IAM authorization")
-
-
-def call(method, path, body=None, signed=True):
-    """One request; returns (status, headers, parsed JSON or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"content-type": "application/json"} if data is not None else {}
-    request = AWSRequest(method=method, url=API_URL + path, data=data, headers=headers)
-    if signed:
-        SigV4Auth(CREDENTIALS.get_frozen_credentials(), "execute-api", REGION).add_auth(request)
-    prepared = urllib.request.Request(API_URL + path, data=data, method=method, headers=dict(request.headers))
-    try:
-        with urllib.request.urlopen(prepared, timeout=30) as response:
-            status, reply_headers, text = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        status, reply_headers, text = error.code, error.headers, error.read()
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    return status, reply_headers, parsed
-
+try:
+    client = Client(API_URL, timeout=30)
+except ConfigurationError as error:
+    sys.exit(f"{error}; the API requires IAM authorization")
 
 failures = 0
 
@@ -54,39 +29,67 @@ def check(step, condition, detail=""):
     return condition
 
 
+def attempt(call):
+    """(call(), None), or (None, the problem it raised)."""
+    try:
+        return call(), None
+    except SessionServiceError as error:
+        return None, error
+
+
+def raw_get(path):
+    """A GET signed as the client signs it, for checks on the raw answer."""
+    url = API_URL + path
+    headers = {}
+    if client.signing is not None:
+        headers = sign("GET", url, {}, b"", credentials=default_credentials(), config=client.signing)
+    return httpx.get(url, headers=headers, timeout=30)
+
+
 subject = f"smoke-{uuid.uuid4().hex[:12]}"
-status, _, _ = call("GET", "/health")
-check("GET /health -> 200", status == 200, status)
+healthy, error = attempt(client.health)
+check("GET /health -> 200", healthy is True, error)
 if API_URL.startswith("https://"):
-    status, _, _ = call("GET", "/health", signed=False)
+    status = httpx.get(f"{API_URL}/health", timeout=30).status_code
     check("unsigned GET /health -> 403 (IAM authorization on)", status == 403, status)
 
-status, headers, created = call("POST", "/sessions", {"subject": subject, "data": {"smoke": True}})
-if not check("POST /sessions -> 201", status == 201 and created and "id" in created, (status, created)):
+created, error = attempt(lambda: client.create({"smoke": True}, subject=subject))
+if not check("POST /sessions -> 201", created is not None and len(created.id) == 43, error):
     sys.exit(1)
-session_id = created["id"]
-check('  ETag "1"', headers.get("etag") == '"1"', headers.get("etag"))
+check('  ETag "1"', created.etag == '"1"', created.etag)
 
-status, _, got = call("GET", f"/sessions/{session_id}")
-same = got is not None and {k: v for k, v in created.items() if k != "id"} == got
-check("GET /sessions/{id} -> 200, same session, no id in it", status == 200 and same, (status, got))
+got, error = attempt(lambda: client.get(created.id))
+same = got is not None and (got.handle, got.data, got.subject, got.version) == (
+    created.handle, created.data, created.subject, created.version
+)
+check("GET /sessions/{id} -> 200, same session, no id in it", same and not hasattr(got, "id"), error or got)
 
-status, _, rotated = call("POST", f"/sessions/{session_id}/rotate", {})
-ok = check("POST /sessions/{id}/rotate -> 201, new id", status == 201 and rotated and rotated.get("id") != session_id, (status, rotated))
-new_id = rotated["id"] if ok else session_id
+rotated, error = attempt(lambda: client.rotate(created.id))
+ok = check("POST /sessions/{id}/rotate -> 201, new id", rotated is not None and rotated.id != created.id, error)
+new_id = rotated.id if ok else created.id
 
-status, headers, problem = call("GET", f"/sessions/{session_id}")
-check("GET old id -> 404 problem+json", status == 404 and headers.get("content-type") == "application/problem+json", status)
+try:
+    client.get(created.id)
+    check("GET old id -> 404 not-found problem", False, "the old id still reads")
+except NotFound as error:
+    check("GET old id -> 404 not-found problem", error.type == "urn:session-service:problem:not-found", repr(error))
 
-status, _, listed = call("GET", f"/subjects/{subject}/sessions")
-sessions = listed.get("sessions", []) if isinstance(listed, dict) else []
-handles_only = all("handle" in s and "id" not in s for s in sessions)
-check("GET /subjects/{subject}/sessions -> 1 session, by handle", status == 200 and len(sessions) == 1 and handles_only, (status, listed))
+listed, error = attempt(lambda: list(client.iter_sessions(subject)))
+by_handle = listed is not None and [s.handle for s in listed] == [rotated.handle if ok else created.handle]
+check("GET /subjects/{subject}/sessions -> 1 session, by handle", by_handle, error or listed)
+answer = raw_get(f"/subjects/{subject}/sessions")
+rows = answer.json().get("sessions", []) if answer.status_code == 200 else []
+handles_only = bool(rows) and all("handle" in row and "id" not in row for row in rows)
+check("  listing rows carry a handle and no id", handles_only, answer.text)
 
-status, _, _ = call("DELETE", f"/sessions/{new_id}")
-check("DELETE /sessions/{new id} -> 204", status == 204, status)
-status, _, _ = call("GET", f"/sessions/{new_id}")
-check("GET deleted id -> 404", status == 404, status)
+_, error = attempt(lambda: client.delete(new_id))
+check("DELETE /sessions/{new id} -> 204", error is None, error)
+try:
+    client.get(new_id)
+    check("GET deleted id -> 404", False, "the deleted id still reads")
+except NotFound:
+    check("GET deleted id -> 404", True)
 
+client.close()
 print(f"{failures} failure(s)")
 sys.exit(1 if failures else 0)

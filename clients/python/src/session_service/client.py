@@ -1,0 +1,348 @@
+"""Typed clients for every route of the session service: :class:`Client` and :class:`AsyncClient`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from . import _core
+from ._core import Call, RetryPolicy
+from .errors import TransportError
+from .models import Device, IssuedSession, Session, SessionPage, SessionSummary
+from .signing import SigningConfig, default_credentials, sign, signing_for_url
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 10.0
+
+
+class _Base:
+    """Configuration shared by both clients."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        region: str | None,
+        signing_service: str | Literal[False] | None,
+        credentials: Any,
+        retry: RetryPolicy | None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http:// or https:// URL")
+        self.base_url = base_url.rstrip("/")
+        self.signing: SigningConfig | None = signing_for_url(
+            self.base_url, signing_service=signing_service, region=region
+        )
+        self._credentials = credentials
+        if self.signing is not None and self._credentials is None:
+            self._credentials = default_credentials()
+        self.retry = retry or RetryPolicy()
+        _core.install_log_redaction()
+
+    def __repr__(self) -> str:
+        signing = f"{self.signing.service}@{self.signing.region}" if self.signing else "unsigned"
+        return f"{type(self).__name__}({self.base_url!r}, {signing})"
+
+    def _prepare(self, call: Call[Any]) -> tuple[str, dict[str, str], bytes]:
+        url = call.url(self.base_url)
+        body = call.body if call.body is not None else b""
+        headers = call.request_headers()
+        if self.signing is not None:
+            headers = sign(call.method, url, headers, body, credentials=self._credentials, config=self.signing)
+        return url, headers, body
+
+    def _transport_error(self, call: Call[Any], error: httpx.TransportError) -> TransportError:
+        return TransportError(f"{call.route}: {type(error).__name__}: {error}")
+
+
+class Client(_Base):
+    """A synchronous client (thread-safe; reuse one per process).
+
+    ``base_url`` is the API's URL (``ApiUrl`` of the stack, or ``scripts/run``'s
+    ``http://127.0.0.1:9000/lambda-url/api``). Requests are SigV4-signed as the
+    URL calls for (see :mod:`session_service.signing`); ``signing_service``,
+    ``region`` and ``credentials`` (botocore credentials) override that.
+    ``retry`` bounds the retries; ``transport`` is httpx's (for tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        region: str | None = None,
+        signing_service: str | Literal[False] | None = None,
+        credentials: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url, region=region, signing_service=signing_service, credentials=credentials, retry=retry
+        )
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _execute(self, call: Call[T]) -> T:
+        retry = 0
+        while True:
+            url, headers, body = self._prepare(call)
+            try:
+                response = self._http.request(call.method, url, headers=headers, content=body or None)
+            except httpx.TransportError as error:
+                delay = self.retry.backoff(retry, None) if call.retry_safe else None
+                if delay is None:
+                    raise self._transport_error(call, error) from error
+            else:
+                if response.status_code < 400:
+                    return call.parse(response)
+                failure = _core.problem(response, call.route)
+                delay = (
+                    self.retry.backoff(retry, failure.retry_after)
+                    if _core.should_retry_response(response, call)
+                    else None
+                )
+                if delay is None:
+                    raise failure
+            time.sleep(delay)
+            retry += 1
+
+    def health(self) -> bool:
+        """``GET /health``: True when the function is up."""
+        return self._execute(_core.op_health())
+
+    def create(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        subject: str | None = None,
+        idle_timeout_seconds: int | None = None,
+        absolute_timeout_seconds: int | None = None,
+        device: Device | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> IssuedSession:
+        """``POST /sessions``: a new session (with its id). One ``Idempotency-Key``
+        (given, or a random UUID) is sent with every retry of this call."""
+        return self._execute(
+            _core.op_create(data, subject, idle_timeout_seconds, absolute_timeout_seconds, device, idempotency_key)
+        )
+
+    def get(self, session_id: str, *, touch: bool = False) -> Session:
+        """``GET /sessions/{id}`` (``touch=True``: also slide the idle expiry when due)."""
+        return self._execute(_core.op_get(session_id, touch))
+
+    def replace(
+        self,
+        session_id: str,
+        data: Mapping[str, Any],
+        *,
+        if_match: str | int | Session | None = None,
+        idle_timeout_seconds: int | None = None,
+    ) -> Session:
+        """``PUT /sessions/{id}``: replace the data (and the idle timeout).
+        ``if_match``: an ETag, a version, a Session or ``"*"``."""
+        return self._execute(_core.op_replace(session_id, data, if_match, idle_timeout_seconds))
+
+    def merge(
+        self, session_id: str, patch: Mapping[str, Any] | None, *, if_match: str | int | Session | None = None
+    ) -> Session:
+        """``PATCH /sessions/{id}``: an RFC 7396 merge patch on the data (``None`` removes all data)."""
+        return self._execute(_core.op_merge(session_id, patch, if_match))
+
+    def touch(self, session_id: str) -> Session:
+        """``POST /sessions/{id}/touch``: slide the idle expiry."""
+        return self._execute(_core.op_touch(session_id))
+
+    def rotate(
+        self,
+        session_id: str,
+        *,
+        subject: str | None = None,
+        keep_data: bool = True,
+        device: Device | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> IssuedSession:
+        """``POST /sessions/{id}/rotate``: the session under a new id (the old one is gone),
+        owned by ``subject`` when given (a login)."""
+        return self._execute(_core.op_rotate(session_id, subject, keep_data, device, idempotency_key))
+
+    def delete(self, session_id: str) -> None:
+        """``DELETE /sessions/{id}`` (idempotent)."""
+        self._execute(_core.op_delete(session_id))
+
+    def list_sessions(self, subject: str, *, limit: int | None = None, cursor: str | None = None) -> SessionPage:
+        """``GET /subjects/{subject}/sessions``: one page of an owner's live sessions."""
+        return self._execute(_core.op_list(subject, limit, cursor))
+
+    def iter_sessions(self, subject: str, *, page_size: int = 100) -> Iterator[SessionSummary]:
+        """Every live session of an owner, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_sessions(subject, limit=page_size, cursor=cursor)
+            yield from page.sessions
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def revoke(self, subject: str, handle: str) -> None:
+        """``DELETE /subjects/{subject}/sessions/{handle}``: revoke one of an owner's sessions."""
+        self._execute(_core.op_revoke(subject, handle))
+
+    def revoke_all(self, subject: str, *, except_id: str | None = None) -> int:
+        """``DELETE /subjects/{subject}/sessions``: log an owner out everywhere (but
+        ``except_id`` and its later rotations); the number of sessions revoked."""
+        return self._execute(_core.op_revoke_all(subject, except_id))
+
+
+class AsyncClient(_Base):
+    """The asyncio client: the same methods as :class:`Client`, as coroutines.
+
+    Use one per event loop (httpx's connection pool is bound to its loop).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        region: str | None = None,
+        signing_service: str | Literal[False] | None = None,
+        credentials: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url, region=region, signing_service=signing_service, credentials=credentials, retry=retry
+        )
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _execute(self, call: Call[T]) -> T:
+        retry = 0
+        while True:
+            url, headers, body = self._prepare(call)
+            try:
+                response = await self._http.request(call.method, url, headers=headers, content=body or None)
+            except httpx.TransportError as error:
+                delay = self.retry.backoff(retry, None) if call.retry_safe else None
+                if delay is None:
+                    raise self._transport_error(call, error) from error
+            else:
+                if response.status_code < 400:
+                    return call.parse(response)
+                failure = _core.problem(response, call.route)
+                delay = (
+                    self.retry.backoff(retry, failure.retry_after)
+                    if _core.should_retry_response(response, call)
+                    else None
+                )
+                if delay is None:
+                    raise failure
+            await asyncio.sleep(delay)
+            retry += 1
+
+    async def health(self) -> bool:
+        """``GET /health``: True when the function is up."""
+        return await self._execute(_core.op_health())
+
+    async def create(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        subject: str | None = None,
+        idle_timeout_seconds: int | None = None,
+        absolute_timeout_seconds: int | None = None,
+        device: Device | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> IssuedSession:
+        """``POST /sessions`` (see :meth:`Client.create`)."""
+        return await self._execute(
+            _core.op_create(data, subject, idle_timeout_seconds, absolute_timeout_seconds, device, idempotency_key)
+        )
+
+    async def get(self, session_id: str, *, touch: bool = False) -> Session:
+        """``GET /sessions/{id}`` (see :meth:`Client.get`)."""
+        return await self._execute(_core.op_get(session_id, touch))
+
+    async def replace(
+        self,
+        session_id: str,
+        data: Mapping[str, Any],
+        *,
+        if_match: str | int | Session | None = None,
+        idle_timeout_seconds: int | None = None,
+    ) -> Session:
+        """``PUT /sessions/{id}`` (see :meth:`Client.replace`)."""
+        return await self._execute(_core.op_replace(session_id, data, if_match, idle_timeout_seconds))
+
+    async def merge(
+        self, session_id: str, patch: Mapping[str, Any] | None, *, if_match: str | int | Session | None = None
+    ) -> Session:
+        """``PATCH /sessions/{id}`` (see :meth:`Client.merge`)."""
+        return await self._execute(_core.op_merge(session_id, patch, if_match))
+
+    async def touch(self, session_id: str) -> Session:
+        """``POST /sessions/{id}/touch``."""
+        return await self._execute(_core.op_touch(session_id))
+
+    async def rotate(
+        self,
+        session_id: str,
+        *,
+        subject: str | None = None,
+        keep_data: bool = True,
+        device: Device | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> IssuedSession:
+        """``POST /sessions/{id}/rotate`` (see :meth:`Client.rotate`)."""
+        return await self._execute(_core.op_rotate(session_id, subject, keep_data, device, idempotency_key))
+
+    async def delete(self, session_id: str) -> None:
+        """``DELETE /sessions/{id}`` (idempotent)."""
+        await self._execute(_core.op_delete(session_id))
+
+    async def list_sessions(
+        self, subject: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> SessionPage:
+        """``GET /subjects/{subject}/sessions``: one page."""
+        return await self._execute(_core.op_list(subject, limit, cursor))
+
+    async def iter_sessions(self, subject: str, *, page_size: int = 100) -> AsyncIterator[SessionSummary]:
+        """Every live session of an owner, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_sessions(subject, limit=page_size, cursor=cursor)
+            for item in page.sessions:
+                yield item
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def revoke(self, subject: str, handle: str) -> None:
+        """``DELETE /subjects/{subject}/sessions/{handle}``."""
+        await self._execute(_core.op_revoke(subject, handle))
+
+    async def revoke_all(self, subject: str, *, except_id: str | None = None) -> int:
+        """``DELETE /subjects/{subject}/sessions`` (see :meth:`Client.revoke_all`)."""
+        return await self._execute(_core.op_revoke_all(subject, except_id))

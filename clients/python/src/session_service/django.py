@@ -1,0 +1,384 @@
+"""A Django session engine backed by the session service.
+
+::
+
+    SESSION_ENGINE = "session_service.django"
+    SESSION_SERVICE_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com"
+
+Settings (all but the URL optional):
+
+``SESSION_SERVICE_URL``
+    The API's base URL (required).
+``SESSION_SERVICE_REGION`` / ``SESSION_SERVICE_SIGNING_SERVICE``
+    Override the SigV4 region and service the URL implies (see
+    :mod:`session_service.signing`); ``SESSION_SERVICE_SIGNING_SERVICE = False``
+    sends unsigned requests.
+``SESSION_SERVICE_TIMEOUT``
+    Seconds per HTTP request (default 5).
+``SESSION_SERVICE_ABSOLUTE_AGE``
+    The absolute lifetime given to new sessions (default 2592000 s, 30 days:
+    the template's maximum). Django has no absolute lifetime, so a session
+    should not be cut at the service's 12-hour default; lower it for a hard cap.
+``SESSION_SERVICE_MAX_IDLE_AGE``
+    The service's largest idle timeout (default 1209600 s, the template's);
+    longer expiry ages are sent as this.
+``SESSION_SERVICE_TOUCH``
+    Whether loading a session slides its idle expiry (``GET ?touch=true``,
+    default True), so page views keep a session alive as activity does.
+``SESSION_SERVICE_SUBJECT_PREFIX``
+    Put before the user's primary key to make the session's owner (default
+    ``""``), for services shared by several user databases.
+
+The mapping of Django's contract: ``load`` is ``GET /sessions/{id}``
+(``?touch=true``), a missing session loads as empty and drops the key;
+``create`` is ``POST /sessions`` (the service makes the key);
+``save`` is ``PUT /sessions/{id}`` with ``idle_timeout_seconds =
+get_expiry_age()``, and a session deleted meanwhile raises ``UpdateError``
+(never resurrected); an expiry age of 0 or less deletes it; ``cycle_key`` is
+``POST /sessions/{id}/rotate``; ``delete`` is ``DELETE /sessions/{id}``;
+``clear_expired`` does nothing (the service's sweeper removes expired sessions).
+Once ``django.contrib.auth.login()`` has put the user's id in the session, the
+next save makes the session the user's (a create with ``subject``, or a
+rotation into it), so :func:`revoke_user_sessions` and
+:func:`list_user_sessions` see every session of the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Hashable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.core.exceptions import ImproperlyConfigured
+
+from .client import AsyncClient, Client
+from .errors import NotFound
+from .models import IssuedSession, SessionSummary
+
+logger = logging.getLogger(__name__)
+
+#: django.contrib.auth.SESSION_KEY (not imported: this module must load without auth installed).
+AUTH_USER_KEY = "_auth_user_id"
+DEFAULT_ABSOLUTE_AGE = 2592000
+DEFAULT_MAX_IDLE_AGE = 1209600
+DEFAULT_TIMEOUT = 5.0
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")
+_UNKNOWN = object()
+
+_lock = threading.Lock()
+_clients: dict[Hashable, Client] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _config() -> tuple[str, str | None, Any, float]:
+    url = getattr(settings, "SESSION_SERVICE_URL", None)
+    if not url:
+        raise ImproperlyConfigured("SESSION_SERVICE_URL must be set to use session_service.django")
+    return (
+        str(url),
+        getattr(settings, "SESSION_SERVICE_REGION", None),
+        getattr(settings, "SESSION_SERVICE_SIGNING_SERVICE", None),
+        float(getattr(settings, "SESSION_SERVICE_TIMEOUT", DEFAULT_TIMEOUT)),
+    )
+
+
+def get_client() -> Client:
+    """The process's :class:`Client` for the configured service (made once per configuration)."""
+    config = _config()
+    with _lock:
+        client = _clients.get(config)
+        if client is None:
+            url, region, service, timeout = config
+            client = _clients[config] = Client(url, region=region, signing_service=service, timeout=timeout)
+        return client
+
+
+def get_async_client() -> AsyncClient:
+    """The running event loop's :class:`AsyncClient` for the configured service."""
+    config = _config()
+    loop = asyncio.get_running_loop()
+    per_loop = _async_clients.setdefault(loop, {})
+    client = per_loop.get(config)
+    if client is None:
+        url, region, service, timeout = config
+        client = per_loop[config] = AsyncClient(url, region=region, signing_service=service, timeout=timeout)
+    return client
+
+
+def user_subject(user_id: Any) -> str:
+    """The session owner (``subject``) for a user's primary key."""
+    return f"{getattr(settings, 'SESSION_SERVICE_SUBJECT_PREFIX', '')}{user_id}"
+
+
+def _except_id(except_session: str | SessionBase | None) -> str | None:
+    if isinstance(except_session, SessionBase):
+        return except_session.session_key
+    return except_session
+
+
+def revoke_user_sessions(user_id: Any, *, except_session: str | SessionBase | None = None) -> int:
+    """Log a user out everywhere (but ``except_session``, a session or its key, e.g.
+    ``request.session`` for "log out my other sessions"); the number revoked."""
+    return get_client().revoke_all(user_subject(user_id), except_id=_except_id(except_session))
+
+
+async def arevoke_user_sessions(user_id: Any, *, except_session: str | SessionBase | None = None) -> int:
+    """The async :func:`revoke_user_sessions`."""
+    return await get_async_client().revoke_all(user_subject(user_id), except_id=_except_id(except_session))
+
+
+def list_user_sessions(user_id: Any) -> list[SessionSummary]:
+    """A user's live sessions ("where you're logged in"): handles, devices, times; no keys."""
+    return list(get_client().iter_sessions(user_subject(user_id)))
+
+
+async def alist_user_sessions(user_id: Any) -> list[SessionSummary]:
+    """The async :func:`list_user_sessions`."""
+    return [item async for item in get_async_client().iter_sessions(user_subject(user_id))]
+
+
+class SessionStore(SessionBase):
+    """Django sessions stored in the session service (see the module's docstring)."""
+
+    _session_key: str | None  # SessionBase's validating property, typed
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        # The owner the service holds for this key: a str, None (anonymous) or unknown.
+        self._owner: Any = _UNKNOWN
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'with' if self.session_key else 'without'} a key>"
+
+    # --- conversions ---------------------------------------------------------------
+
+    def _to_service(self, session_dict: dict[str, Any]) -> dict[str, Any]:
+        """The session's data as the serializer makes it, as a JSON object (order kept)."""
+        value = json.loads(self.serializer().dumps(session_dict))
+        if not isinstance(value, dict):
+            raise TypeError("SESSION_SERIALIZER must produce a JSON object for session_service.django")
+        return value
+
+    def _from_service(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The service's data back through the serializer."""
+        return self.serializer().loads(json.dumps(data, separators=(",", ":")).encode("ascii"))
+
+    @staticmethod
+    def _wanted_owner(session_dict: dict[str, Any]) -> str | None:
+        user_id = session_dict.get(AUTH_USER_KEY)
+        return None if user_id is None else user_subject(user_id)
+
+    def _new_owner(self, session_dict: dict[str, Any]) -> str | None:
+        """The owner to rotate into, when the session is not yet the logged-in user's."""
+        wanted = self._wanted_owner(session_dict)
+        return wanted if wanted is not None and wanted != self._owner else None
+
+    @staticmethod
+    def _idle(age: int) -> int:
+        return max(1, min(int(age), int(getattr(settings, "SESSION_SERVICE_MAX_IDLE_AGE", DEFAULT_MAX_IDLE_AGE))))
+
+    @staticmethod
+    def _absolute() -> int:
+        return int(getattr(settings, "SESSION_SERVICE_ABSOLUTE_AGE", DEFAULT_ABSOLUTE_AGE))
+
+    @staticmethod
+    def _touch() -> bool:
+        return bool(getattr(settings, "SESSION_SERVICE_TOUCH", True))
+
+    def _issued(self, issued: IssuedSession) -> None:
+        self._session_key = issued.id
+        self._owner = issued.subject
+
+    def _missing(self) -> dict[str, Any]:
+        self._session_key = None
+        self._owner = _UNKNOWN
+        return {}
+
+    # --- the contract ----------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """``GET /sessions/{id}?touch=true``; a missing session loads as {} and drops the key."""
+        key = self.session_key
+        if key is None or not _SESSION_ID.match(key):
+            return self._missing()
+        try:
+            session = get_client().get(key, touch=self._touch())
+        except NotFound:
+            return self._missing()
+        self._owner = session.subject
+        return self._from_service(session.data)
+
+    async def aload(self) -> dict[str, Any]:
+        """The async :meth:`load`."""
+        key = self.session_key
+        if key is None or not _SESSION_ID.match(key):
+            return self._missing()
+        try:
+            session = await get_async_client().get(key, touch=self._touch())
+        except NotFound:
+            return self._missing()
+        self._owner = session.subject
+        return self._from_service(session.data)
+
+    def exists(self, session_key: str | None) -> bool:
+        """Whether a live session has this key (``GET``, not touching it)."""
+        if not session_key or not _SESSION_ID.match(session_key):
+            return False
+        try:
+            get_client().get(session_key)
+        except NotFound:
+            return False
+        return True
+
+    async def aexists(self, session_key: str | None) -> bool:
+        """The async :meth:`exists`."""
+        if not session_key or not _SESSION_ID.match(session_key):
+            return False
+        try:
+            await get_async_client().get(session_key)
+        except NotFound:
+            return False
+        return True
+
+    def create(self) -> None:
+        """``POST /sessions`` with the current data; the service makes the key."""
+        data = self._get_session(no_load=True)
+        self._issued(
+            get_client().create(
+                self._to_service(data),
+                subject=self._wanted_owner(data),
+                idle_timeout_seconds=self._idle(self.get_expiry_age()),
+                absolute_timeout_seconds=self._absolute(),
+            )
+        )
+        self.modified = True
+
+    async def acreate(self) -> None:
+        """The async :meth:`create`."""
+        data = await self._aget_session(no_load=True)
+        self._issued(
+            await get_async_client().create(
+                self._to_service(data),
+                subject=self._wanted_owner(data),
+                idle_timeout_seconds=self._idle(await self.aget_expiry_age()),
+                absolute_timeout_seconds=self._absolute(),
+            )
+        )
+        self.modified = True
+
+    def save(self, must_create: bool = False) -> None:
+        """Write the data (``PUT``, idle timeout = ``get_expiry_age()``), first making the
+        session the logged-in user's (``rotate`` into the subject) when it is not yet.
+
+        Without a key (or with ``must_create``) this creates the session. A
+        session deleted meanwhile raises ``UpdateError``: it is never recreated.
+        An expiry age of 0 or less (an expiry in the past) deletes the session.
+        """
+        if self.session_key is None or must_create:
+            if self.get_expiry_age() > 0:
+                self.create()
+            return
+        data = self._get_session()
+        if self.session_key is None:  # loading found it gone
+            raise UpdateError("the session was deleted or expired before it was saved")
+        age = self.get_expiry_age()
+        if age <= 0:
+            self.delete()
+            return
+        client = get_client()
+        try:
+            if (owner := self._new_owner(data)) is not None:
+                self._issued(client.rotate(self.session_key, subject=owner))
+            client.replace(self.session_key, self._to_service(data), idle_timeout_seconds=self._idle(age))
+        except NotFound as error:
+            raise UpdateError("the session was deleted or expired before it was saved") from error
+
+    async def asave(self, must_create: bool = False) -> None:
+        """The async :meth:`save`."""
+        if self.session_key is None or must_create:
+            if await self.aget_expiry_age() > 0:
+                await self.acreate()
+            return
+        data = await self._aget_session()
+        if self.session_key is None:  # loading found it gone
+            raise UpdateError("the session was deleted or expired before it was saved")
+        age = await self.aget_expiry_age()
+        if age <= 0:
+            await self.adelete()
+            return
+        client = get_async_client()
+        try:
+            if (owner := self._new_owner(data)) is not None:
+                self._issued(await client.rotate(self.session_key, subject=owner))
+            await client.replace(self.session_key, self._to_service(data), idle_timeout_seconds=self._idle(age))
+        except NotFound as error:
+            raise UpdateError("the session was deleted or expired before it was saved") from error
+
+    def delete(self, session_key: str | None = None) -> None:
+        """``DELETE /sessions/{id}`` (this session's key when none is given); a missing one is fine."""
+        key = self.session_key if session_key is None else session_key
+        if not key or not _SESSION_ID.match(key):  # no such session, for sure
+            return
+        try:
+            get_client().delete(key)
+        except NotFound:
+            pass
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        """The async :meth:`delete`."""
+        key = self.session_key if session_key is None else session_key
+        if not key or not _SESSION_ID.match(key):
+            return
+        try:
+            await get_async_client().delete(key)
+        except NotFound:
+            pass
+
+    def cycle_key(self) -> None:
+        """A new key for the same session: ``POST /sessions/{id}/rotate`` (atomic: the old
+        key is gone at once); into the user's subject when it is not yet theirs."""
+        data = self._session
+        key = self.session_key
+        if key is not None:
+            try:
+                self._issued(get_client().rotate(key, subject=self._new_owner(data)))
+            except NotFound:
+                self._session_key = None
+        if self.session_key is None:
+            self.create()
+        self._session_cache = data
+        self.modified = True
+
+    async def acycle_key(self) -> None:
+        """The async :meth:`cycle_key`."""
+        data = await self._aget_session()
+        key = self.session_key
+        if key is not None:
+            try:
+                self._issued(await get_async_client().rotate(key, subject=self._new_owner(data)))
+            except NotFound:
+                self._session_key = None
+        if self.session_key is None:
+            await self.acreate()
+        self._session_cache = data
+        self.modified = True
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Nothing to do: the service never answers with an expired session, and its
+        sweeper deletes them (``clearsessions`` is a no-op with this engine)."""
+        logger.info("session_service.django: expired sessions are removed by the service's sweeper")
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        """The async :meth:`clear_expired` (a no-op too)."""
+        cls.clear_expired()

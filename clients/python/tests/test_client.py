@@ -1,0 +1,334 @@
+"""Every route of the service through Client and AsyncClient, against the live service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import httpx
+import pytest
+
+import session_service as ss
+from session_service import AsyncClient, Client, Device, RetryPolicy
+
+
+def test_health(client: Client) -> None:
+    assert client.health() is True
+
+
+def test_create_and_get(client: Client, subject: str) -> None:
+    issued = client.create(
+        {"theme": "dark", "n": [1, 2.5, None]},
+        subject=subject,
+        idle_timeout_seconds=600,
+        absolute_timeout_seconds=3600,
+        device=Device(user_agent="pytest", ip="::ffff:192.0.2.7", label="CI"),
+    )
+    assert len(issued.id) == 43 and len(issued.handle) == 64
+    assert issued.etag == '"1"' and issued.version == 1
+    assert issued.subject == subject
+    assert issued.device == Device(user_agent="pytest", ip="192.0.2.7", label="CI")
+    assert issued.idle_timeout_seconds == 600
+    assert (issued.absolute_expires_at - issued.created_at).total_seconds() == 3600
+    assert issued.id not in repr(issued) and issued.id not in str(issued)
+
+    got = client.get(issued.id)
+    assert got.data == {"theme": "dark", "n": [1, 2.5, None]}
+    assert got.handle == issued.handle and got.etag == '"1"'
+    assert not hasattr(got, "id")
+    touched = client.get(issued.id, touch=True)
+    assert touched.expires_at >= got.expires_at
+
+
+def test_create_defaults(client: Client) -> None:
+    issued = client.create()
+    assert issued.data == {} and issued.subject is None and issued.device is None
+    assert issued.idle_timeout_seconds == 1800
+    assert (issued.absolute_expires_at - issued.created_at).total_seconds() == 43200
+    client.delete(issued.id)
+
+
+def test_replace_with_if_match(client: Client) -> None:
+    issued = client.create({"a": 1})
+    v2 = client.replace(issued.id, {"b": 2}, if_match=issued)  # a Session
+    assert v2.data == {"b": 2} and v2.version == 2 and v2.etag == '"2"'
+    v3 = client.replace(issued.id, {"c": 3}, if_match=2)  # a version
+    v4 = client.replace(issued.id, {"d": 4}, if_match=v3.etag, idle_timeout_seconds=120)  # an ETag
+    assert v4.idle_timeout_seconds == 120
+    with pytest.raises(ss.PreconditionFailed) as caught:
+        client.replace(issued.id, {"e": 5}, if_match=issued)
+    assert caught.value.status == 412 and caught.value.type.endswith(":precondition-failed")
+    assert client.get(issued.id).data == {"d": 4}
+    assert client.replace(issued.id, {"f": 6}, if_match="*").version == 5
+    assert client.replace(issued.id, {"g": 7}).version == 6
+
+
+def test_merge_is_rfc_7396(client: Client) -> None:
+    issued = client.create({"prefs": {"lang": "de", "tz": "CET"}, "cart": [1], "x": 1})
+    merged = client.merge(issued.id, {"prefs": {"lang": None, "theme": "dark"}, "cart": None, "y": 2})
+    assert merged.data == {"prefs": {"tz": "CET", "theme": "dark"}, "x": 1, "y": 2}
+    assert client.merge(issued.id, {}).data == merged.data
+    with pytest.raises(ss.PreconditionFailed):
+        client.merge(issued.id, {"z": 1}, if_match=1)
+    assert client.merge(issued.id, {"z": 1}, if_match=merged).data["z"] == 1
+    assert client.merge(issued.id, None).data == {}
+
+
+def test_touch(client: Client) -> None:
+    issued = client.create(idle_timeout_seconds=30)
+    touched = client.touch(issued.id)
+    assert touched.expires_at >= issued.expires_at and touched.handle == issued.handle
+
+
+def test_rotate(client: Client, subject: str) -> None:
+    issued = client.create({"k": "v"})
+    rotated = client.rotate(issued.id)
+    assert rotated.id != issued.id and rotated.data == {"k": "v"} and rotated.created_at == issued.created_at
+    with pytest.raises(ss.NotFound):
+        client.get(issued.id)
+    login = client.rotate(rotated.id, subject=subject, keep_data=False, device={"label": "phone"})
+    assert login.subject == subject and login.data == {} and login.device == Device(label="phone")
+    assert [s.handle for s in client.iter_sessions(subject)] == [login.handle]
+    with pytest.raises(ss.NotFound):
+        client.rotate(issued.id)
+
+
+def test_delete_is_idempotent(client: Client) -> None:
+    issued = client.create({"a": 1})
+    client.delete(issued.id)
+    client.delete(issued.id)
+    with pytest.raises(ss.NotFound):
+        client.get(issued.id)
+    with pytest.raises(ss.NotFound):
+        client.replace(issued.id, {"a": 2})  # never resurrected
+    with pytest.raises(ss.NotFound):
+        client.touch(issued.id)
+
+
+ORDERED = {"z": 1, "a": 2, "m": {"y": 1, "b": 2, "x": {"2": 0, "1": 0}}}
+
+
+def test_nested_key_order_survives_every_write(client: Client) -> None:
+    def inner(data: dict) -> list:
+        return [list(data["m"]), list(data["m"]["x"])]
+
+    want = [["y", "b", "x"], ["2", "1"]]
+    issued = client.create(ORDERED)
+    assert inner(issued.data) == want
+    assert inner(client.get(issued.id).data) == want
+    assert inner(client.replace(issued.id, ORDERED).data) == want
+    merged = client.merge(issued.id, {"m": {"c": 3}})
+    assert list(merged.data["m"]) == ["y", "b", "x", "c"]
+    assert [list(merged.data["m"])[:3], list(merged.data["m"]["x"])] == want
+    rotated = client.rotate(issued.id)
+    assert list(rotated.data["m"]) == ["y", "b", "x", "c"] and list(rotated.data["m"]["x"]) == ["2", "1"]
+
+
+def test_top_level_key_order_survives_every_write(client: Client) -> None:
+    want = ["z", "a", "m"]
+    issued = client.create(ORDERED)
+    assert list(issued.data) == want
+    assert list(client.get(issued.id).data) == want
+    assert list(client.replace(issued.id, ORDERED).data) == want
+    assert list(client.merge(issued.id, {"m": {}}).data) == want
+    assert list(client.rotate(issued.id).data) == want
+
+
+def test_idempotent_create_and_rotate(client: Client) -> None:
+    key = str(uuid.uuid4())
+    first = client.create({"a": 1}, idempotency_key=key)
+    again = client.create({"a": 1}, idempotency_key=key)  # a retry whose first answer was lost
+    assert again.id == first.id and again.handle == first.handle
+    with pytest.raises(ss.IdempotencyKeyReused) as caught:
+        client.create({"a": 2}, idempotency_key=key)
+    assert caught.value.status == 422
+    rotation_key = str(uuid.uuid4())
+    rotated = client.rotate(first.id, idempotency_key=rotation_key)
+    assert client.rotate(first.id, idempotency_key=rotation_key).id == rotated.id
+    with pytest.raises(ValueError):
+        client.create(idempotency_key="too short")
+
+
+def test_list_pages_revoke_and_revoke_all(client: Client, subject: str) -> None:
+    sessions = [client.create({"n": n}, subject=subject) for n in range(3)]
+    page = client.list_sessions(subject, limit=2)
+    assert len(page.sessions) == 2 and page.next_cursor
+    rest = client.list_sessions(subject, limit=2, cursor=page.next_cursor)
+    assert len(rest.sessions) == 1 and rest.next_cursor is None
+    handles = [s.handle for s in client.iter_sessions(subject, page_size=1)]
+    # Oldest first, by creation second (then handle): these three share a second or two.
+    assert sorted(handles) == sorted(s.handle for s in sessions)
+    assert all(s.subject == subject for s in page.sessions)
+
+    client.revoke(subject, sessions[0].handle)
+    client.revoke(subject, sessions[0].handle)  # revoked already: 204 again
+    with pytest.raises(ss.NotFound):
+        client.get(sessions[0].id)
+    assert client.revoke_all(subject, except_id=sessions[2].id) == 1
+    with pytest.raises(ss.NotFound):
+        client.get(sessions[1].id)
+    assert client.get(sessions[2].id).data == {"n": 2}
+    assert client.revoke_all(subject) == 1
+    assert list(client.iter_sessions(subject)) == []
+
+
+def test_dot_segments_are_subjects_too(client: Client) -> None:
+    for odd in ("..", ".", "a/../b"):
+        issued = client.create(subject=odd)
+        assert [s.handle for s in client.iter_sessions(odd)][-1] == issued.handle
+        assert client.revoke_all(odd) >= 1
+
+
+def test_problems_map_to_exceptions(client: Client, base_url: str) -> None:
+    with pytest.raises(ss.InvalidRequest) as invalid:
+        client.create(idle_timeout_seconds=0)
+    assert invalid.value.status == 422 and invalid.value.detail
+    with pytest.raises(ss.TooLarge):
+        client.create({"x": "a" * 70_000})
+    with pytest.raises(ss.InvalidQuery):
+        client.list_sessions("someone", cursor="not-a-cursor")
+    with pytest.raises(ss.InvalidQuery):
+        client.list_sessions("someone", limit=0)
+    with pytest.raises(ss.NotFound):
+        client.get("not-an-id")
+    assert issubclass(ss.SessionCapReached, ss.Conflict) and issubclass(ss.IdempotencyKeyInFlight, ss.Conflict)
+    issued = client.create()
+    with Client(base_url + "/sessions/" + issued.id) as wrong_base:  # a wrong base URL
+        with pytest.raises(ss.NoRoute) as no_route:
+            wrong_base.health()
+    assert issued.id not in str(no_route.value) and issued.id not in repr(no_route.value.body)
+
+
+def test_errors_and_logs_never_show_ids(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    issued = client.create()
+    client.delete(issued.id)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(ss.NotFound) as caught:
+            client.get(issued.id)
+        client.revoke_all("someone", except_id=issued.id)
+    assert issued.id not in str(caught.value) and issued.id not in repr(caught.value)
+    assert caplog.records and all(issued.id not in record.getMessage() for record in caplog.records)
+
+
+# --- retries (httpx.MockTransport injects the fault; everything else reaches the service) ---
+
+
+class Faulty(httpx.BaseTransport):
+    """Answers the first ``len(faults)`` requests with the given faults, then forwards."""
+
+    def __init__(self, *faults: httpx.Response | Exception) -> None:
+        self.faults = list(faults)
+        self.seen: list[httpx.Request] = []
+        self.real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        if self.faults:
+            fault = self.faults.pop(0)
+            if isinstance(fault, Exception):
+                raise fault
+            return fault
+        return self.real.handle_request(request)
+
+
+def problem(status: int, name: str, **headers: str) -> httpx.Response:
+    body = {"type": f"urn:session-service:problem:{name}", "title": name, "status": status, "detail": "injected"}
+    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json", **headers})
+
+
+def test_503_is_retried_after_retry_after_with_the_same_idempotency_key(base_url: str) -> None:
+    faults = Faulty(problem(503, "unavailable", **{"retry-after": "1"}))
+    with Client(base_url, transport=faults) as client:
+        started = time.monotonic()
+        issued = client.create({"a": 1})
+        waited = time.monotonic() - started
+    assert waited >= 1.0
+    keys = [r.headers["idempotency-key"] for r in faults.seen]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert client_get_data(base_url, issued.id) == {"a": 1}
+
+
+def client_get_data(base_url: str, session_id: str) -> dict:
+    with Client(base_url) as client:
+        return client.get(session_id).data
+
+
+def test_in_flight_409_and_transport_errors_are_retried(base_url: str) -> None:
+    faults = Faulty(problem(409, "idempotency-key-in-flight"), httpx.ConnectError("refused"))
+    with Client(base_url) as plain:
+        created = plain.create()
+    with Client(base_url, transport=faults, retry=RetryPolicy(base_delay=0.01)) as client:
+        issued = client.rotate(created.id)
+    assert len(faults.seen) == 3 and len({r.headers["idempotency-key"] for r in faults.seen}) == 1
+    assert client_get_data(base_url, issued.id) == {}
+
+
+def test_retries_are_bounded_and_permanent_errors_not_retried(base_url: str) -> None:
+    faults = Faulty(*[httpx.ReadTimeout("slow")] * 4)
+    with Client(base_url, transport=faults, retry=RetryPolicy(max_attempts=4, base_delay=0.01)) as client:
+        with pytest.raises(ss.TransportError) as caught:
+            client.get("x" * 43)
+    assert len(faults.seen) == 4 and "GET /sessions/{id}" in str(caught.value)
+    faults = Faulty(problem(503, "unavailable", **{"retry-after": "3600"}))
+    with Client(base_url, transport=faults) as client:
+        with pytest.raises(ss.Unavailable) as unavailable:
+            client.health()
+    assert unavailable.value.retry_after == 3600 and len(faults.seen) == 1
+    faults = Faulty(problem(500, "internal"))
+    with Client(base_url, transport=faults) as client:
+        with pytest.raises(ss.InternalError):
+            client.health()
+    assert len(faults.seen) == 1
+
+
+# --- the async client --------------------------------------------------------------
+
+
+def test_async_client_walks_a_session(base_url: str, subject: str) -> None:
+    async def walk() -> None:
+        async with AsyncClient(base_url) as client:
+            assert await client.health()
+            issued = await client.create({"a": {"y": 1, "x": 2}}, subject=subject)
+            got = await client.get(issued.id, touch=True)
+            assert list(got.data["a"]) == ["y", "x"]
+            replaced = await client.replace(issued.id, {"b": 1}, if_match=got)
+            with pytest.raises(ss.PreconditionFailed):
+                await client.merge(issued.id, {"c": 1}, if_match=got)
+            merged = await client.merge(issued.id, {"c": 1}, if_match=replaced)
+            assert merged.data == {"b": 1, "c": 1}
+            await client.touch(issued.id)
+            rotated = await client.rotate(issued.id)
+            assert [s.handle async for s in client.iter_sessions(subject)] == [rotated.handle]
+            page = await client.list_sessions(subject, limit=1)
+            await client.revoke(subject, page.sessions[0].handle)
+            assert await client.revoke_all(subject) == 0
+            await client.delete(rotated.id)
+            with pytest.raises(ss.NotFound):
+                await client.get(rotated.id)
+
+    asyncio.run(walk())
+
+
+def test_async_client_retries_503(base_url: str) -> None:
+    class AsyncFaulty(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.seen: list[httpx.Request] = []
+            self.real = httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.seen.append(request)
+            if len(self.seen) == 1:
+                return problem(503, "unavailable", **{"retry-after": "0"})
+            return await self.real.handle_async_request(request)
+
+    async def run() -> AsyncFaulty:
+        transport = AsyncFaulty()
+        async with AsyncClient(base_url, transport=transport) as client:
+            issued = await client.create({"a": 1})
+            assert (await client.get(issued.id)).data == {"a": 1}
+        return transport
+
+    transport = asyncio.run(run())
+    assert transport.seen[0].headers["idempotency-key"] == transport.seen[1].headers["idempotency-key"]
