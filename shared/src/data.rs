@@ -13,8 +13,12 @@
 //! `!key` takes it out. A full write stores one `_key` per key; a PATCH appends its
 //! own entries in the same `UpdateItem`, so setting a key keeps its place, a new key
 //! comes last and a removed one re-added comes last, as in a JSON object built in
-//! that order. The appended entries count toward `data_bytes` (an upper bound), so
-//! the list cannot outgrow the data limit before a full write compacts it.
+//! that order. The appended entries count toward `data_bytes` (an upper bound), and a
+//! PATCH appends in place only while the list holds at most [`ORDER_SLACK`] entries
+//! more than the last full write left (`data_keys_max`); past that, or on an item
+//! written before orders were kept, it takes the guarded full write, which compacts
+//! the list. So a key merged on every request does not grow the item (and its
+//! read and write units) without bound.
 
 use std::collections::HashMap;
 
@@ -34,6 +38,10 @@ const KEY_PREFIX: char = '_';
 
 /// In the key order, the prefix of an entry that takes a key out.
 const REMOVED_PREFIX: char = '!';
+
+/// Entries a PATCH may append to the key order beyond one per key before a full write
+/// compacts it: at most 64 times (2 bytes and a key) of growth between compactions.
+pub const ORDER_SLACK: usize = 64;
 
 /// What DynamoDB counts for each map entry besides its name and value
 /// ("DynamoDB item sizes and formats": 1 byte per element, and 3 per map, which
@@ -136,9 +144,15 @@ impl SessionData {
         AttributeValue::L(self.0.keys().map(|k| AttributeValue::S(storage_key(k))).collect())
     }
 
+    /// Entries the key order may hold before a PATCH must compact it (`data_keys_max`).
+    pub fn order_limit(&self) -> usize {
+        self.0.len() + ORDER_SLACK
+    }
+
     /// Reads data back from its stored form, its keys in the order `order`'s entries
     /// leave them (keys no entry names, stored before orders were kept, first and
-    /// sorted); `None` if it is not in that form.
+    /// sorted; an entry of neither form is passed over: the order never makes the data
+    /// unreadable); `None` if the map is not in its form.
     pub fn from_stored(stored: HashMap<String, String>, order: &[String]) -> Option<Self> {
         let mut values = stored
             .into_iter()
@@ -155,7 +169,7 @@ impl SessionData {
             } else if let Some(key) = entry.strip_prefix(REMOVED_PREFIX) {
                 placed.shift_remove(key);
             } else {
-                return None;
+                tracing::warn!("a key-order entry of no known form passed over");
             }
         }
         let mut unplaced: Vec<String> = values
@@ -472,8 +486,14 @@ mod tests {
     fn stored_keys_without_the_prefix_are_corrupt() {
         let stored = HashMap::from([("a".to_string(), "1".to_string())]);
         assert_eq!(SessionData::from_stored(stored, &[]), None);
-        let stored = HashMap::from([("_a".to_string(), "1".to_string())]);
-        assert_eq!(SessionData::from_stored(stored, &["a".to_owned()]), None);
+    }
+
+    #[test]
+    fn an_unknown_key_order_entry_is_passed_over() {
+        let stored = HashMap::from([("_a".to_string(), "1".to_string()), ("_b".to_string(), "2".to_string())]);
+        let order = ["_b".to_owned(), "?".to_owned(), "_a".to_owned()];
+        let read = SessionData::from_stored(stored, &order).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), r#"{"b":2,"a":1}"#);
     }
 
     #[test]

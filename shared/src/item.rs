@@ -39,6 +39,8 @@ pub mod attr {
     pub const DATA: &str = "data";
     /// The data keys' order: a list of entries replayed on read (`crate::data`).
     pub const DATA_KEYS: &str = "data_keys";
+    /// Entries `data_keys` may hold before a PATCH must compact it with a full write.
+    pub const DATA_KEYS_MAX: &str = "data_keys_max";
     /// Upper bound of the data's encoded size.
     pub const DATA_BYTES: &str = "data_bytes";
     /// The device (a map of `user_agent`, `ip`, `label`), when the caller named one.
@@ -135,6 +137,10 @@ pub fn encode(
         serde_dynamo::to_item(stored).expect("a StoredSession always serializes to an item");
     item.insert(attr::DATA.into(), session.data.to_attribute());
     item.insert(attr::DATA_KEYS.into(), session.data.order_attribute());
+    item.insert(
+        attr::DATA_KEYS_MAX.into(),
+        AttributeValue::N(session.data.order_limit().to_string()),
+    );
     item
 }
 

@@ -464,3 +464,80 @@ async fn past_the_last_idle_period_writes_stay_updates_and_concurrent_merges_all
         assert_eq!(after.expires_at, now.plus(absolute));
     }
 }
+
+#[tokio::test]
+async fn a_key_merged_on_every_request_does_not_grow_the_item_past_the_orders_slack() {
+    let (store, counter, now) = setup().await;
+    let request = NewSession {
+        data: data(r#"{"seen":0,"theme":"dark"}"#),
+        ..new(600, 3600)
+    };
+    let s = store.create(request, None, now).await.unwrap();
+    counter.take();
+    let order_len = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        item[attr::DATA_KEYS].as_l().unwrap().len()
+    };
+    let (mut requests, mut longest) = (0, 0);
+    let merges = 3 * session_store::data::ORDER_SLACK;
+    for i in 0..merges {
+        let merged = store
+            .merge(&s.id, patch(&format!(r#"{{"seen":{i}}}"#)), None, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&merged.data).unwrap(),
+            format!(r#"{{"seen":{i},"theme":"dark"}}"#)
+        );
+        requests += counter.take();
+        longest = longest.max(order_len(&testkit::raw_item(&store, &s.id).await.unwrap()));
+        counter.take(); // the raw read
+    }
+    // Each merge appends one entry; past 2 keys + the slack, one merge takes the guarded
+    // full write (its UpdateItem refused, then a PutItem), which compacts the list.
+    assert!(longest <= 2 + session_store::data::ORDER_SLACK + 1, "{longest} entries");
+    let compactions = requests - merges;
+    assert!(
+        (2..=3).contains(&compactions),
+        "{requests} requests for {merges} merges"
+    );
+}
+
+#[tokio::test]
+async fn an_item_stored_before_key_orders_reads_sorted_and_its_first_patch_writes_it_whole() {
+    let (store, counter, now) = setup().await;
+    let s = store
+        .create(
+            NewSession {
+                data: data(r#"{"z":1,"a":2}"#),
+                ..new(600, 3600)
+            },
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    // The item as a build without key orders wrote it.
+    let mut item = testkit::raw_item(&store, &s.id).await.unwrap();
+    item.remove(attr::DATA_KEYS);
+    item.remove(attr::DATA_KEYS_MAX);
+    store
+        .client()
+        .put_item()
+        .table_name(&store.config().table_name)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let text = |data: &SessionData| serde_json::to_string(data).unwrap();
+    assert_eq!(text(&store.get(&s.id, now).await.unwrap().data), r#"{"a":2,"z":1}"#);
+    counter.take();
+    let merged = store.merge(&s.id, patch(r#"{"z":3,"m":4}"#), None, now).await.unwrap();
+    assert_eq!(counter.take(), 2, "the UpdateItem refused, then the guarded PutItem");
+    assert_eq!(text(&merged.data), r#"{"a":2,"z":3,"m":4}"#);
+    let item = testkit::raw_item(&store, &s.id).await.unwrap();
+    assert_eq!(item[attr::DATA_KEYS].as_l().unwrap().len(), 3, "stored whole, in order");
+    counter.take(); // the raw read
+    let merged = store.merge(&s.id, patch(r#"{"a":null}"#), None, now).await.unwrap();
+    assert_eq!(counter.take(), 1, "in place from then on");
+    assert_eq!(text(&merged.data), r#"{"z":3,"m":4}"#);
+}

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 
 import session_service as ss
-from session_service import AsyncClient, Client, Device, RetryPolicy
+from session_service import AsyncClient, Client, Device, RetryPolicy, _core
 
 
 def test_health(client: Client) -> None:
@@ -99,6 +100,8 @@ def test_delete_is_idempotent(client: Client) -> None:
     issued = client.create({"a": 1})
     client.delete(issued.id)
     client.delete(issued.id)
+    client.delete("A" * 42 + "E")  # never there
+    client.delete("not-an-id")  # malformed: the service's 404, success all the same
     with pytest.raises(ss.NotFound):
         client.get(issued.id)
     with pytest.raises(ss.NotFound):
@@ -195,9 +198,9 @@ def test_problems_map_to_exceptions(client: Client, base_url: str) -> None:
         client.get("not-an-id")
     assert issubclass(ss.SessionCapReached, ss.Conflict) and issubclass(ss.IdempotencyKeyInFlight, ss.Conflict)
     issued = client.create()
-    with Client(base_url + "/sessions/" + issued.id) as wrong_base:  # a wrong base URL
-        with pytest.raises(ss.NoRoute) as no_route:
-            wrong_base.health()
+    wrong_base = Client(base_url + "/sessions/" + issued.id)  # a wrong base URL
+    with wrong_base, pytest.raises(ss.NoRoute) as no_route:
+        wrong_base.health()
     assert issued.id not in str(no_route.value) and issued.id not in repr(no_route.value.body)
 
 
@@ -215,6 +218,11 @@ def test_errors_and_logs_never_show_ids(client: Client, caplog: pytest.LogCaptur
 # --- retries (httpx.MockTransport injects the fault; everything else reaches the service) ---
 
 
+class LostAnswer(Exception):
+    """A fault for Faulty: the request reaches the service and is applied, but its answer
+    is lost (Faulty raises httpx.ReadError instead of returning it)."""
+
+
 class Faulty(httpx.BaseTransport):
     """Answers the first ``len(faults)`` requests with the given faults, then forwards."""
 
@@ -227,6 +235,12 @@ class Faulty(httpx.BaseTransport):
         self.seen.append(request)
         if self.faults:
             fault = self.faults.pop(0)
+            if isinstance(fault, LostAnswer):
+                answer = self.real.handle_request(request)
+                answer.read()
+                answer.close()
+                assert answer.status_code < 300, answer.status_code
+                raise httpx.ReadError("the answer was lost")
             if isinstance(fault, Exception):
                 raise fault
             return fault
@@ -267,20 +281,103 @@ def test_in_flight_409_and_transport_errors_are_retried(base_url: str) -> None:
 
 def test_retries_are_bounded_and_permanent_errors_not_retried(base_url: str) -> None:
     faults = Faulty(*[httpx.ReadTimeout("slow")] * 4)
-    with Client(base_url, transport=faults, retry=RetryPolicy(max_attempts=4, base_delay=0.01)) as client:
-        with pytest.raises(ss.TransportError) as caught:
-            client.get("x" * 43)
+    client = Client(base_url, transport=faults, retry=RetryPolicy(max_attempts=4, base_delay=0.01))
+    with client, pytest.raises(ss.TransportError) as caught:
+        client.get("x" * 43)
     assert len(faults.seen) == 4 and "GET /sessions/{id}" in str(caught.value)
     faults = Faulty(problem(503, "unavailable", **{"retry-after": "3600"}))
-    with Client(base_url, transport=faults) as client:
-        with pytest.raises(ss.Unavailable) as unavailable:
-            client.health()
+    with Client(base_url, transport=faults) as client, pytest.raises(ss.Unavailable) as unavailable:
+        client.health()
     assert unavailable.value.retry_after == 3600 and len(faults.seen) == 1
     faults = Faulty(problem(500, "internal"))
-    with Client(base_url, transport=faults) as client:
-        with pytest.raises(ss.InternalError):
-            client.health()
+    with Client(base_url, transport=faults) as client, pytest.raises(ss.InternalError):
+        client.health()
     assert len(faults.seen) == 1
+
+
+def test_a_retried_delete_whose_first_attempt_went_through_succeeds(base_url: str) -> None:
+    with Client(base_url) as plain:
+        issued = plain.create({"a": 1})
+    faults = Faulty(LostAnswer())
+    with Client(base_url, transport=faults, retry=RetryPolicy(base_delay=0.01)) as client:
+        client.delete(issued.id)  # the retry finds it gone: success, not NotFound
+    assert len(faults.seen) == 2
+    faults = Faulty(httpx.ConnectError("refused"))
+    with Client(base_url, transport=faults, retry=RetryPolicy(base_delay=0.01)) as client:
+        client.delete(issued.id)  # gone before the call: success too
+        with pytest.raises(ss.NotFound):
+            client.get(issued.id)
+
+
+def gateway(status: int) -> httpx.Response:
+    """API Gateway's or Lambda's own error: no problem body."""
+    return httpx.Response(status, json={"message": "Internal server error"})
+
+
+def test_if_match_writes_are_not_retried_after_an_unknown_outcome(base_url: str) -> None:
+    fast = RetryPolicy(base_delay=0.01)
+    with Client(base_url) as plain:
+        issued = plain.create({"a": 1})
+    # The first attempt is applied and its answer lost: a retry would get a false 412.
+    faults = Faulty(LostAnswer())
+    with Client(base_url, transport=faults, retry=fast) as client, pytest.raises(ss.TransportError):
+        client.replace(issued.id, {"b": 2}, if_match=issued)
+    assert len(faults.seen) == 1
+    v2 = client_get(base_url, issued.id)
+    assert v2.data == {"b": 2} and v2.version == 2
+    for status in (502, 504):
+        faults = Faulty(gateway(status))
+        with Client(base_url, transport=faults, retry=fast) as client, pytest.raises(ss.ProblemError) as caught:
+            client.merge(issued.id, {"c": status}, if_match=v2)
+        assert caught.value.status == status and len(faults.seen) == 1
+    faults = Faulty(httpx.ReadTimeout("slow"))
+    with Client(base_url, transport=faults, retry=fast) as client, pytest.raises(ss.TransportError):
+        client.merge(issued.id, {"c": 1}, if_match=2)
+    assert len(faults.seen) == 1
+    assert client_get(base_url, issued.id).version == 2
+
+
+def test_if_match_writes_are_retried_when_the_service_says_not_applied(base_url: str) -> None:
+    fast = RetryPolicy(base_delay=0.01)
+    with Client(base_url) as plain:
+        issued = plain.create({"a": 1})
+    faults = Faulty(problem(503, "unavailable", **{"retry-after": "0"}), problem(409, "conflict"), gateway(429))
+    with Client(base_url, transport=faults, retry=fast) as client:
+        v2 = client.replace(issued.id, {"b": 2}, if_match=issued)
+    assert len(faults.seen) == 4 and v2.version == 2
+    faults = Faulty(problem(409, "conflict"))
+    with Client(base_url, transport=faults, retry=fast) as client:
+        v3 = client.merge(issued.id, {"c": 3}, if_match=v2)
+    assert len(faults.seen) == 2 and v3.data == {"b": 2, "c": 3}
+    # If-Match: * holds again after an applied first attempt, and no If-Match at all is
+    # idempotent: both are retried after unknown outcomes.
+    faults = Faulty(LostAnswer(), gateway(502))
+    with Client(base_url, transport=faults, retry=fast) as client:
+        v4 = client.replace(issued.id, {"d": 4}, if_match="*")
+    assert len(faults.seen) == 3 and v4.data == {"d": 4} and v4.version == 5
+    faults = Faulty(gateway(504), httpx.ConnectError("refused"))
+    with Client(base_url, transport=faults, retry=fast) as client:
+        assert client.merge(issued.id, {"e": 5}).data == {"d": 4, "e": 5}
+    assert len(faults.seen) == 3
+
+
+def client_get(base_url: str, session_id: str) -> ss.Session:
+    with Client(base_url) as client:
+        return client.get(session_id)
+
+
+def test_calls_never_show_ids_in_their_repr() -> None:
+    session_id = "A" * 42 + "E"
+    calls: list[_core.Call[Any]] = [
+        _core.op_get(session_id, True),
+        _core.op_replace(session_id, {"secret": session_id}, 3, None),
+        _core.op_delete(session_id),
+        _core.op_revoke_all("someone", session_id),
+    ]
+    for call in calls:
+        shown = repr(call)
+        assert session_id not in shown and call.path not in shown and call.route in shown
+    assert calls[1].retry_safe is False and _core.op_replace(session_id, {}, "*", None).retry_safe is True
 
 
 # --- the async client --------------------------------------------------------------
@@ -305,6 +402,7 @@ def test_async_client_walks_a_session(base_url: str, subject: str) -> None:
             await client.revoke(subject, page.sessions[0].handle)
             assert await client.revoke_all(subject) == 0
             await client.delete(rotated.id)
+            await client.delete(rotated.id)  # gone already: success
             with pytest.raises(ss.NotFound):
                 await client.get(rotated.id)
 

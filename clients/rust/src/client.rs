@@ -86,6 +86,15 @@ pub struct ClientBuilder {
 
 impl ClientBuilder {
     /// Region and credentials from `config` (`aws_config::load_defaults(...)`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), session_service_client::Error> {
+    /// let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// let client = session_service_client::Client::builder("https://sessions.example.com")
+    ///     .sdk_config(&config)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
         if let Some(region) = config.region() {
             self.region = Some(region.to_string());
@@ -97,12 +106,29 @@ impl ClientBuilder {
     }
 
     /// The credentials to sign with.
+    ///
+    /// ```
+    /// use aws_credential_types::Credentials;
+    /// let client = session_service_client::Client::builder("https://a1b2c3.lambda-url.eu-west-1.on.aws")
+    ///     .credentials(Credentials::new("AKID", "secret", None, None, "example"))
+    ///     .build()?;
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
     pub fn credentials(mut self, credentials: impl ProvideCredentials + 'static) -> Self {
         self.credentials = Some(SharedCredentialsProvider::new(credentials));
         self
     }
 
     /// The region, for a host that does not name one (a custom domain).
+    ///
+    /// ```
+    /// use aws_credential_types::Credentials;
+    /// let client = session_service_client::Client::builder("https://sessions.example.com")
+    ///     .region("eu-west-1")
+    ///     .credentials(Credentials::new("AKID", "secret", None, None, "example"))
+    ///     .build()?;
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
         self
@@ -110,30 +136,66 @@ impl ClientBuilder {
 
     /// Authorizes requests this way, whatever the URL (by default [`Signing::for_url`]
     /// decides): a proxy's URL in front of a function URL, say.
+    ///
+    /// ```
+    /// use aws_credential_types::Credentials;
+    /// use session_service_client::Signing;
+    /// let client = session_service_client::Client::builder("https://proxy.internal")
+    ///     .signing(Signing::SigV4 { service: "lambda".into(), region: "eu-west-1".into() })
+    ///     .credentials(Credentials::new("AKID", "secret", None, None, "example"))
+    ///     .build()?;
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
     pub fn signing(mut self, signing: Signing) -> Self {
         self.signing = Some(signing);
         self
     }
 
     /// How calls are retried.
+    ///
+    /// ```
+    /// let client = session_service_client::Client::builder("http://127.0.0.1:9000/lambda-url/api")
+    ///     .retry(session_service_client::RetryPolicy { max_attempts: 1, ..Default::default() })
+    ///     .build()?;
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
     /// Longest wait for one attempt's answer (default 10 s).
+    ///
+    /// ```
+    /// let client = session_service_client::Client::builder("http://127.0.0.1:9000/lambda-url/api")
+    ///     .timeout(std::time::Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// Longest wait for a connection (default 3 s).
+    ///
+    /// ```
+    /// let client = session_service_client::Client::builder("http://127.0.0.1:9000/lambda-url/api")
+    ///     .connect_timeout(std::time::Duration::from_millis(500))
+    ///     .build()?;
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// The client. Fails on a URL it cannot use, or a signed one without credentials.
+    ///
+    /// ```
+    /// let builder = session_service_client::Client::builder("ftp://example.com");
+    /// assert!(builder.build().is_err());
+    /// ```
     pub fn build(self) -> Result<Client, Error> {
         let mut base = Url::parse(&self.url).map_err(|e| Error::Config(format!("the URL: {e}")))?;
         if base.cannot_be_a_base() || base.query().is_some() || base.fragment().is_some() {
@@ -164,7 +226,7 @@ impl ClientBuilder {
             .connect_timeout(self.connect_timeout)
             .user_agent(concat!("session-service-client/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(Error::Transport)?;
+            .map_err(transport)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -244,6 +306,11 @@ impl Client {
     }
 
     /// A builder for `url`.
+    ///
+    /// ```
+    /// let client = session_service_client::Client::builder("http://127.0.0.1:9000/lambda-url/api").build()?;
+    /// # Ok::<(), session_service_client::Error>(())
+    /// ```
     pub fn builder(url: &str) -> ClientBuilder {
         ClientBuilder {
             url: url.to_owned(),
@@ -257,8 +324,14 @@ impl Client {
     }
 
     /// `GET /health`: the function answers (no DynamoDB call).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+    /// client.health().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn health(&self) -> Result<(), Error> {
-        let call = Call::new(Method::GET, self.url(&["health"]));
+        let call = Call::new(Method::GET, self.url(&["health"])?);
         self.send(call).await.map(drop)
     }
 
@@ -274,7 +347,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn create(&self, session: &NewSession) -> Result<IssuedSession, Error> {
-        let call = Call::new(Method::POST, self.url(&["sessions"]))
+        let call = Call::new(Method::POST, self.url(&["sessions"])?)
             .json(session, "application/json")?
             .idempotent()?;
         self.send_for(call).await
@@ -292,7 +365,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn get(&self, id: &SessionId) -> Result<Session, Error> {
-        self.send_for(Call::new(Method::GET, self.url(&["sessions", id.expose()])))
+        self.send_for(Call::new(Method::GET, self.url(&["sessions", id.expose()])?))
             .await
     }
 
@@ -306,7 +379,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn get_and_touch(&self, id: &SessionId) -> Result<Session, Error> {
-        let mut url = self.url(&["sessions", id.expose()]);
+        let mut url = self.url(&["sessions", id.expose()])?;
         url.query_pairs_mut().append_pair("touch", "true");
         self.send_for(Call::new(Method::GET, url)).await
     }
@@ -328,7 +401,7 @@ impl Client {
         replacement: &Replacement,
         precondition: Precondition,
     ) -> Result<Session, Error> {
-        let call = Call::new(Method::PUT, self.url(&["sessions", id.expose()]))
+        let call = Call::new(Method::PUT, self.url(&["sessions", id.expose()])?)
             .json(replacement, "application/json")?
             .precondition(precondition);
         self.send_for(call).await
@@ -349,15 +422,22 @@ impl Client {
         struct Merge<'a> {
             data: &'a Data,
         }
-        let call = Call::new(Method::PATCH, self.url(&["sessions", id.expose()]))
+        let call = Call::new(Method::PATCH, self.url(&["sessions", id.expose()])?)
             .json(&Merge { data: patch }, "application/merge-patch+json")?
             .precondition(precondition);
         self.send_for(call).await
     }
 
     /// `POST /sessions/{id}/touch`: slides the idle expiry.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+    /// let session = client.touch(&id).await?;
+    /// println!("live through {}", session.expires_at);
+    /// # Ok(()) }
+    /// ```
     pub async fn touch(&self, id: &SessionId) -> Result<Session, Error> {
-        self.send_for(Call::new(Method::POST, self.url(&["sessions", id.expose(), "touch"])))
+        self.send_for(Call::new(Method::POST, self.url(&["sessions", id.expose(), "touch"])?))
             .await
     }
 
@@ -372,16 +452,22 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn rotate(&self, id: &SessionId, rotation: &Rotation) -> Result<IssuedSession, Error> {
-        let call = Call::new(Method::POST, self.url(&["sessions", id.expose(), "rotate"]))
+        let call = Call::new(Method::POST, self.url(&["sessions", id.expose(), "rotate"])?)
             .json(rotation, "application/json")?
             .idempotent()?;
         self.send_for(call).await
     }
 
     /// `DELETE /sessions/{id}`: a logout. Deleting a session that is gone already succeeds.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+    /// client.delete(&id).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         match self
-            .send(Call::new(Method::DELETE, self.url(&["sessions", id.expose()])))
+            .send(Call::new(Method::DELETE, self.url(&["sessions", id.expose()])?))
             .await
         {
             Err(e) if e.is_not_found() => Ok(()),
@@ -391,8 +477,17 @@ impl Client {
 
     /// `GET /subjects/{subject}/sessions`: one page (at most `limit`, default 20) of the
     /// owner's live sessions, oldest first; `cursor` is the previous page's `next_cursor`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+    /// let first = client.list("user-42", Some(10), None).await?;
+    /// if let Some(cursor) = &first.next_cursor {
+    ///     let second = client.list("user-42", Some(10), Some(cursor)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list(&self, subject: &str, limit: Option<u32>, cursor: Option<&str>) -> Result<SessionPage, Error> {
-        let mut url = self.url(&["subjects", subject, "sessions"]);
+        let mut url = self.url(&["subjects", subject, "sessions"])?;
         if let Some(limit) = limit {
             url.query_pairs_mut().append_pair("limit", &limit.to_string());
         }
@@ -426,8 +521,17 @@ impl Client {
 
     /// `DELETE /subjects/{subject}/sessions/{handle}`: revokes one of the owner's sessions
     /// (a "log out that device" button). Revoking one revoked before succeeds.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+    /// let sessions = client.list_all("user-42").await?;
+    /// if let Some(oldest) = sessions.first() {
+    ///     client.revoke("user-42", &oldest.handle).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn revoke(&self, subject: &str, handle: &str) -> Result<(), Error> {
-        let call = Call::new(Method::DELETE, self.url(&["subjects", subject, "sessions", handle]));
+        let call = Call::new(Method::DELETE, self.url(&["subjects", subject, "sessions", handle])?);
         self.send(call).await.map(drop)
     }
 
@@ -445,7 +549,7 @@ impl Client {
         struct Revoked {
             revoked: u64,
         }
-        let mut url = self.url(&["subjects", subject, "sessions"]);
+        let mut url = self.url(&["subjects", subject, "sessions"])?;
         if let Some(except) = except {
             url.query_pairs_mut().append_pair("except", except.expose());
         }
@@ -453,13 +557,20 @@ impl Client {
         Ok(revoked.revoked)
     }
 
-    /// The base URL with `segments` appended, each percent-encoded.
-    fn url(&self, segments: &[&str]) -> Url {
+    /// The base URL with `segments` appended, each percent-encoded. An empty, `.` or `..`
+    /// segment is refused: URL parsers drop or resolve them (`%2E` included), so the request
+    /// would reach another route (a handle of `..` would revoke every session of its owner).
+    fn url(&self, segments: &[&str]) -> Result<Url, Error> {
+        if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+            return Err(Error::Config(format!(
+                "{bad:?} cannot be named in a URL path (a subject, handle or id)"
+            )));
+        }
         let mut url = self.inner.base.clone();
         url.path_segments_mut()
-            .expect("checked to be a base URL when built")
+            .map_err(|()| Error::Config("the URL cannot be a base".to_owned()))?
             .extend(segments);
-        url
+        Ok(url)
     }
 
     async fn send_for<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
@@ -483,27 +594,32 @@ impl Client {
                         .headers()
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                        .and_then(retry_after);
                     match response.bytes().await {
                         Ok(body) if status.is_success() => return Ok((status, body.to_vec())),
                         Ok(body) => answer_error(status, &body, retry_after),
-                        Err(e) => Error::Transport(e),
+                        Err(e) => transport(e),
                     }
                 }
-                Err(e) => Error::Transport(e),
+                Err(e) => transport(e),
             };
+            // Whether the attempt surely did nothing, or may have (its answer got lost).
             let (retryable, retry_after) = match &failure {
                 Error::Problem(problem) => (problem.kind().is_retryable(), problem.retry_after),
-                Error::Transport(_) => (true, None),
-                // A gateway's own 502/503/504 (no problem body).
-                Error::UnexpectedResponse { status, .. } => ((502..=504).contains(status), None),
+                Error::Transport(_) => (call.if_match.is_none(), None),
+                // A gateway's own answers: throttled (429, 503: nothing done) or lost (502, 504).
+                Error::UnexpectedResponse { status, .. } => match status {
+                    429 | 503 => (true, None),
+                    502 | 504 => (call.if_match.is_none(), None),
+                    _ => (false, None),
+                },
                 _ => (false, None),
             };
-            if !retryable || attempt >= retry.max_attempts {
-                return Err(failure);
+            let wait = retry.delay(attempt, retry_after);
+            match wait {
+                Some(wait) if retryable && attempt < retry.max_attempts => tokio::time::sleep(wait).await,
+                _ => return Err(failure),
             }
-            tokio::time::sleep(retry.delay(attempt, retry_after)).await;
             attempt += 1;
         }
     }
@@ -548,7 +664,24 @@ impl Client {
             let credentials = current_credentials(credentials, cached).await?;
             sign(&mut request, &credentials, service, region, SystemTime::now())?;
         }
-        reqwest::Request::try_from(request).map_err(Error::Transport)
+        reqwest::Request::try_from(request).map_err(transport)
+    }
+}
+
+/// A transport error without its URL, which may hold a session id (reqwest shows the URL
+/// in its message and `Debug`).
+fn transport(error: reqwest::Error) -> Error {
+    Error::Transport(error.without_url())
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (as long as is left until then).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()
+            .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default()),
     }
 }
 

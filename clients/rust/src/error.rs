@@ -5,6 +5,18 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Anything a call can fail with.
+///
+/// ```no_run
+/// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) {
+/// use session_service_client::{Error, ProblemKind};
+/// match client.get(&id).await {
+///     Ok(_) => {}
+///     Err(e) if e.is_not_found() => { /* logged out: start a new session */ }
+///     Err(Error::Problem(p)) if p.kind() == ProblemKind::Unavailable => { /* retried already: 503 */ }
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The service answered with a problem (a 4xx, or a 5xx after the retries).
@@ -49,6 +61,11 @@ impl Error {
     }
 
     /// Whether the session does not exist (missing, deleted, expired or malformed id).
+    ///
+    /// ```
+    /// let error = session_service_client::Error::Config("no region".into());
+    /// assert!(!error.is_not_found());
+    /// ```
     pub fn is_not_found(&self) -> bool {
         self.problem_kind() == Some(ProblemKind::NotFound)
     }
@@ -92,6 +109,11 @@ impl Problem {
 }
 
 /// The kinds of problem the service names (openapi.yaml), and any other.
+///
+/// ```
+/// use session_service_client::ProblemKind;
+/// assert_eq!(ProblemKind::from_type("urn:session-service:problem:session-cap-reached"), ProblemKind::SessionCapReached);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProblemKind {
     /// No live session has this id (or handle).
@@ -164,6 +186,12 @@ impl ProblemKind {
 
     /// Whether the same request may succeed if sent again: a 503, concurrent changes, or
     /// the same key's first request still in flight.
+    ///
+    /// ```
+    /// use session_service_client::ProblemKind;
+    /// assert!(ProblemKind::Unavailable.is_retryable());
+    /// assert!(!ProblemKind::PreconditionFailed.is_retryable());
+    /// ```
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Unavailable | Self::Conflict | Self::IdempotencyKeyInFlight)
     }

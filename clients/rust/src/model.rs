@@ -26,6 +26,11 @@ impl SessionId {
     }
 
     /// The id itself, to hand to the browser (a cookie) or the caller that owns it.
+    ///
+    /// ```
+    /// let id = session_service_client::SessionId::new("from-the-cookie");
+    /// assert_eq!(id.expose(), "from-the-cookie");
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -140,6 +145,14 @@ pub struct Device {
 
 /// A live session, as reads and writes answer it. It carries no id: only
 /// [`IssuedSession`] does.
+///
+/// ```no_run
+/// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), Box<dyn std::error::Error>> {
+/// let session = client.get(&id).await?;
+/// let data: serde_json::Value = session.data.parse()?;
+/// println!("{} v{} until {}: {data}", session.handle, session.version, session.expires_at);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Session {
     /// Names the session in listings and in [`crate::Client::revoke`]; no use as a bearer token.
@@ -171,6 +184,14 @@ pub struct Session {
 }
 
 /// A session just created or rotated, with its id: the only answers that carry one.
+///
+/// ```no_run
+/// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+/// let issued = client.create(&session_service_client::NewSession::default()).await?;
+/// let cookie_value = issued.id.expose();
+/// let version = issued.session.version;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssuedSession {
     /// The new id, to hand to its owner (a cookie); the service keeps no copy.
@@ -222,6 +243,15 @@ impl<'de> Deserialize<'de> for IssuedSession {
 }
 
 /// One of an owner's sessions as a listing shows it: no id, no data.
+///
+/// ```no_run
+/// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+/// for s in client.list_all("user-42").await? {
+///     let device = s.device.and_then(|d| d.label).unwrap_or_default();
+///     println!("{device} since {}, last active {}", s.created_at, s.last_active_at);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SessionSummary {
     /// Names the session for [`crate::Client::revoke`].
@@ -254,6 +284,13 @@ pub struct SessionSummary {
 }
 
 /// One page of an owner's sessions, oldest first.
+///
+/// ```no_run
+/// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
+/// let page = client.list("user-42", Some(20), None).await?;
+/// println!("{} sessions, more: {}", page.sessions.len(), page.next_cursor.is_some());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SessionPage {
     /// The sessions on this page.
@@ -407,6 +444,18 @@ impl Rotation {
 }
 
 /// What a write requires of the session's current version (`If-Match`).
+///
+/// ```no_run
+/// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
+/// use session_service_client::{Data, Precondition, ProblemKind, Replacement};
+/// let read = client.get(&id).await?;
+/// let write = Replacement::new(Data::empty());
+/// match client.replace(&id, &write, Precondition::Version(read.version)).await {
+///     Err(e) if e.problem_kind() == Some(ProblemKind::PreconditionFailed) => { /* changed since: read again */ }
+///     other => { other?; }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Precondition {
     /// Nothing: the write applies to whatever version is current.

@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 /// Retries of a call: on a 503 (after its `Retry-After`), on a conflict or an in-flight
-/// `Idempotency-Key` (409), and on transport errors. Every route is safe to send again:
-/// reads, deletes, replacements and merge patches are idempotent, and creates and rotations
+/// `Idempotency-Key` (409), on a gateway's 429, 502 and 504, and on transport errors.
+/// Reads, deletes, replacements and merge patches are idempotent, and creates and rotations
 /// carry one `Idempotency-Key` through all their attempts, so a retry whose first attempt
-/// did commit returns that session.
+/// did commit returns that session. A write with [`crate::Precondition::Version`] or
+/// [`crate::Precondition::Exists`] is not sent again after an answer that got lost (a
+/// transport error, 502, 504): had the first attempt landed, the retry would fail its own
+/// `If-Match` (412) and hide that it did.
 ///
 /// ```
 /// use std::time::Duration;
@@ -19,8 +22,10 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// The first backoff's upper bound; each retry doubles it (full jitter).
     pub base_delay: Duration,
-    /// No backoff is longer, whatever `Retry-After` says.
+    /// No backoff of the client's own is longer.
     pub max_delay: Duration,
+    /// The longest `Retry-After` waited for; a longer one ends the retries with its error.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -29,23 +34,25 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
         }
     }
 }
 
 impl RetryPolicy {
     /// The wait before attempt `attempt + 1` (`attempt` counts from 1): what the service
-    /// asked for, else a random share of the doubled base; never past `max_delay`.
-    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    /// asked for (`None`, no retry, when that is past `max_retry_after`), else a random
+    /// share of the doubled base, never past `max_delay`.
+    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
         if let Some(asked) = retry_after {
-            return asked.min(self.max_delay);
+            return (asked <= self.max_retry_after).then_some(asked);
         }
         let ceiling = self
             .base_delay
             .saturating_mul(1 << attempt.saturating_sub(1).min(16))
             .min(self.max_delay);
         let share = getrandom::u32().unwrap_or(u32::MAX / 2);
-        ceiling.mul_f64(f64::from(share) / f64::from(u32::MAX))
+        Some(ceiling.mul_f64(f64::from(share) / f64::from(u32::MAX)))
     }
 }
 
@@ -54,13 +61,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_within_the_ceiling_and_retry_after_is_capped() {
+    fn backoff_doubles_within_the_ceiling_and_retry_after_is_waited_in_full_or_not_at_all() {
         let policy = RetryPolicy::default();
         for attempt in 1..10 {
             let bound = (policy.base_delay * 2u32.pow(attempt - 1)).min(policy.max_delay);
-            assert!(policy.delay(attempt, None) <= bound);
+            assert!(policy.delay(attempt, None).unwrap() <= bound);
         }
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(60))), policy.max_delay);
+        let asked = Duration::from_secs(20);
+        assert_eq!(
+            policy.delay(1, Some(asked)),
+            Some(asked),
+            "longer than max_delay, still waited"
+        );
+        assert_eq!(policy.delay(1, Some(Duration::from_secs(31))), None);
     }
 }

@@ -88,6 +88,17 @@ impl Signing {
 /// Signs `request` (SigV4, the `Authorization` header form) for `service` in `region` at
 /// `time`, over its headers as they are (include `host`) and the exact body bytes. The
 /// client signs every attempt with this; the tests hold it to AWS's signing test suite.
+///
+/// ```
+/// use aws_credential_types::Credentials;
+/// let mut request = http::Request::new(Vec::new());
+/// *request.uri_mut() = "https://abc.execute-api.eu-west-1.amazonaws.com/health".parse().unwrap();
+/// request.headers_mut().insert("host", "abc.execute-api.eu-west-1.amazonaws.com".parse().unwrap());
+/// let credentials = Credentials::new("AKID", "secret", None, None, "example");
+/// session_service_client::signing::sign(&mut request, &credentials, "execute-api", "eu-west-1", std::time::SystemTime::now())?;
+/// assert!(request.headers()["authorization"].to_str().unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AKID/"));
+/// # Ok::<(), session_service_client::Error>(())
+/// ```
 pub fn sign(
     request: &mut http::Request<Vec<u8>>,
     credentials: &Credentials,

@@ -116,6 +116,7 @@ fn quick() -> RetryPolicy {
         max_attempts: 4,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
+        max_retry_after: Duration::from_secs(1),
     }
 }
 
@@ -267,4 +268,85 @@ async fn every_attempt_is_signed_afresh_for_the_service_its_signing_names() {
 async fn a_signed_url_without_credentials_is_refused_when_built() {
     let error = Client::new("https://a1b2c3.lambda-url.eu-west-1.on.aws").unwrap_err();
     assert!(matches!(error, Error::Config(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_lost_answer_leaves_no_session_id_in_the_error() {
+    let id = session_service_client::SessionId::new(ID);
+    let (url, received) = scripted((0..8).map(|_| Reply::Hang).collect());
+    let client = client(&url);
+    let errors = [
+        client.get(&id).await.unwrap_err(),
+        client.revoke_all("user-42", Some(&id)).await.unwrap_err(),
+    ];
+    assert_eq!(received.lock().unwrap().len(), 8, "4 attempts each");
+    for error in errors {
+        assert!(matches!(error, Error::Transport(_)), "{error:?}");
+        let mut shown = format!("{error:?}");
+        let mut source: Option<&dyn std::error::Error> = Some(&error);
+        while let Some(e) = source {
+            shown.push_str(&e.to_string());
+            source = e.source();
+        }
+        assert!(!shown.contains(ID), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn empty_and_dot_segments_are_refused_before_any_request() {
+    let (url, received) = scripted(Vec::new());
+    let client = client(&url);
+    for error in [
+        client.revoke("user-42", "..").await.unwrap_err(),
+        client.revoke("user-42", ".").await.unwrap_err(),
+        client.list("..", None, None).await.unwrap_err(),
+        client.revoke_all("", None).await.unwrap_err(),
+        client
+            .get(&session_service_client::SessionId::new(".."))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(error, Error::Config(_)), "{error:?}");
+    }
+    assert!(received.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_write_with_if_match_is_not_resent_after_a_lost_answer() {
+    let (url, received) = scripted(vec![Reply::Hang, Reply::Answer(200, &[], issued())]);
+    let error = client(&url)
+        .replace(
+            &session_service_client::SessionId::new(ID),
+            &Replacement::new(session_service_client::Data::empty()),
+            Precondition::Version(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert_eq!(received.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_gateways_429_is_retried_and_a_retry_after_past_the_policy_is_not_waited_for() {
+    let (url, received) = scripted(vec![
+        Reply::Answer(429, &[], r#"{"message":"Too Many Requests"}"#.to_owned()),
+        Reply::Answer(200, &[], issued()),
+    ]);
+    client(&url)
+        .get(&session_service_client::SessionId::new(ID))
+        .await
+        .unwrap();
+    assert_eq!(received.lock().unwrap().len(), 2);
+
+    let (url, received) = scripted(vec![Reply::Answer(
+        503,
+        &[("retry-after", "3600")],
+        problem("unavailable", 503),
+    )]);
+    let error = client(&url)
+        .get(&session_service_client::SessionId::new(ID))
+        .await
+        .unwrap_err();
+    assert_eq!(error.problem_kind(), Some(ProblemKind::Unavailable));
+    assert_eq!(received.lock().unwrap().len(), 1, "an hour is past max_retry_after");
 }

@@ -180,7 +180,7 @@ async fn djangos_default_age_is_admitted_and_the_service_defaults_stay_when_none
 #[tokio::test]
 async fn an_owners_sessions_page_by_cursor_and_log_out_everywhere_keeps_the_one_asked() {
     let client = client();
-    let owner = subject("pages");
+    let owner = subject("pages/ü ?#%"); // every character that needs percent-encoding in a path
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(

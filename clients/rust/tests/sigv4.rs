@@ -95,3 +95,55 @@ fn signing_reproduces_every_vector_of_aws_sigv4_test_suite() {
         }
     }
 }
+
+/// Percent-encoded path segments (a subject with `/`, a space, `ü`, `?`, `#`, `%`) and a
+/// query, against what botocore's `SigV4Auth` signs for the same request (computed with
+/// botocore 1.x, time fixed at 2026-12-03T10:00:00Z): the canonical path is encoded twice,
+/// as API Gateway and function URLs expect of every service but S3.
+#[test]
+fn percent_encoded_paths_sign_as_botocore_signs_them() {
+    let credentials = Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        Some("token123".to_owned()),
+        None,
+        "botocore cross-check",
+    );
+    let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_292_000);
+    let cases = [
+        (
+            "GET",
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/subjects/user%2F42%20%C3%BC%3F%23%25/sessions?limit=5&cursor=a%2Bb",
+            "",
+            vec![("host", "abc123.execute-api.eu-west-1.amazonaws.com")],
+            ("execute-api", "eu-west-1"),
+            "Credential=AKIDEXAMPLE/20261203/eu-west-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, Signature=508d314d794dca738c2dfc601b0c6cd113a3fcfe522068dd5ef728f8b7f46450",
+        ),
+        (
+            "POST",
+            "https://xyz789.lambda-url.us-east-2.on.aws/sessions/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/rotate",
+            r#"{"keep_data":true,"subject":"user-42"}"#,
+            vec![
+                ("host", "xyz789.lambda-url.us-east-2.on.aws"),
+                ("content-type", "application/json"),
+                ("idempotency-key", "k3yk3yk3yk3yk3yk3yk3y"),
+            ],
+            ("lambda", "us-east-2"),
+            "Credential=AKIDEXAMPLE/20261203/us-east-2/lambda/aws4_request, SignedHeaders=content-type;host;idempotency-key;x-amz-date;x-amz-security-token, Signature=d7fe1e136931303155c477bfebadbb6f9fafd53139e75037ff7b3eda973acd05",
+        ),
+    ];
+    for (method, url, body, headers, (service, region), expected) in cases {
+        let mut request = http::Request::new(body.as_bytes().to_vec());
+        *request.method_mut() = method.parse().unwrap();
+        *request.uri_mut() = url.parse().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        sign(&mut request, &credentials, service, region, time).unwrap();
+        assert_eq!(
+            request.headers()["authorization"],
+            format!("AWS4-HMAC-SHA256 {expected}").as_str(),
+            "{url}"
+        );
+    }
+}

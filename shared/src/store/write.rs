@@ -273,6 +273,11 @@ impl DynamoStore {
                     e.name(attr::DATA_KEYS),
                     e.value(data.order_attribute())
                 ));
+                sets.push(format!(
+                    "{} = {}",
+                    e.name(attr::DATA_KEYS_MAX),
+                    e.num(data.order_limit())
+                ));
                 sets.push(format!("{} = {}", e.name(attr::DATA_BYTES), e.num(data.encoded_size())));
                 bump_version(&mut e, &mut conditions, &mut sets);
                 match idle_timeout_seconds {
@@ -310,13 +315,16 @@ impl DynamoStore {
                 for key in patch.removes() {
                     removes.push(e.data_key(key));
                 }
-                // The patch's key-order entries, after those stored (`crate::data`).
+                // The patch's key-order entries, after those stored, while the list is
+                // within its slack; past it (or on an item without one) the condition
+                // fails and the slow path's full write compacts it (`crate::data`).
                 let order = e.name(attr::DATA_KEYS);
-                let none = e.value(AttributeValue::L(Vec::new()));
-                let entries = e.value(patch.order_entries());
-                sets.push(format!(
-                    "{order} = list_append(if_not_exists({order}, {none}), {entries})"
+                let order_max = e.name(attr::DATA_KEYS_MAX);
+                conditions.push(format!(
+                    "attribute_exists({order_max}) AND size({order}) <= {order_max}"
                 ));
+                let entries = e.value(patch.order_entries());
+                sets.push(format!("{order} = list_append({order}, {entries})"));
                 // Replaced and removed keys are not subtracted: `data_bytes` is an
                 // upper bound, made exact again whenever the slow path rewrites it.
                 let bytes = e.name(attr::DATA_BYTES);

@@ -23,15 +23,25 @@ T = TypeVar("T")
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-#: A session id where it does not belong (the service's no-route detail echoes the path).
+#: A session id where it does not belong. The service no longer echoes the request path in
+#: its no-route 404 (which once put the id of ``/sessions/{id}/typo`` in the answer), nor
+#: any id in a problem; this stays as defense in depth (older deployments, proxies).
 _STRAY_ID = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048](?![A-Za-z0-9_-])")
 _IDEMPOTENCY_KEY = re.compile(r"^[!-~]{16,255}$")
 _ETAG = re.compile(r'^(\*|"[0-9]+"( *, *"[0-9]+")*)$')
 
-#: Statuses worth another attempt. 503 is the service's own "retry after"; 429,
-#: 502 and 504 come from API Gateway or Lambda in front of it.
-_RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_RETRY_PROBLEMS = frozenset({PROBLEM_PREFIX + "conflict", PROBLEM_PREFIX + "idempotency-key-in-flight"})
+#: Answers whose request may have been applied all the same: a gateway's 502 (a Lambda
+#: error, a bad or lost answer), 504 (a timeout) or a 503 of its own (no problem body).
+#: They are retried only when the call is safe to repeat whatever its first attempt did.
+_UNKNOWN_OUTCOME_STATUSES = frozenset({502, 503, 504})
+#: Problems that say the request was not applied: worth another attempt whatever the call.
+_RETRY_PROBLEMS = frozenset(
+    {
+        PROBLEM_PREFIX + "unavailable",
+        PROBLEM_PREFIX + "conflict",
+        PROBLEM_PREFIX + "idempotency-key-in-flight",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -69,21 +79,25 @@ class Call(Generic[T]):
     """One logical API call: everything needed to send (and re-send) it, and to read its answer.
 
     ``route`` is the template used in messages and logs (never the path, which
-    may hold a session id). ``retry_safe`` allows retries after transport errors
-    (the request may have landed); every route of the service is safe to
-    repeat as this client sends it (creates and rotations carry an
-    ``Idempotency-Key``), so it is False only for a create or rotation sent
-    without one.
+    may hold a session id; the path, query, headers and body are left out of
+    the repr for the same reason). ``retry_safe`` allows retries when the first
+    attempt's outcome is unknown (a transport error, or a gateway's 502, 503 or
+    504: the request may have been applied). Reads, deletes, touches,
+    revocations, merge patches and unconditional replacements are idempotent,
+    and creates and rotations carry an ``Idempotency-Key``; a PUT or PATCH with
+    an ``If-Match`` naming a version is not: had its first attempt been applied,
+    a retry would get a false 412, so it is sent once unless the service said it
+    was not applied (a 503 ``unavailable`` or 409 ``conflict`` problem, a 429).
     """
 
     method: str
-    path: str
+    path: str = field(repr=False)
     route: str
     parse: Callable[[httpx.Response], T]
-    query: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes | None = None
+    query: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    body: bytes | None = field(default=None, repr=False)
     content_type: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
     retry_safe: bool = True
 
     def url(self, base_url: str) -> str:
@@ -119,6 +133,11 @@ def segment(value: str, what: str) -> str:
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON, keys in the order given, no NaN or infinities."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _conditional(headers: Mapping[str, str]) -> bool:
+    """Whether an ``If-Match`` names a version (``*`` holds again once the first attempt held)."""
+    return headers.get("if-match", "*") != "*"
 
 
 def if_match(value: str | int | Session | None) -> dict[str, str]:
@@ -199,18 +218,27 @@ def problem(response: httpx.Response, route: str) -> ProblemError:
 
 
 def should_retry_response(response: httpx.Response, call: Call[Any]) -> bool:
-    """Whether an error answer is worth another attempt."""
-    if response.status_code == 503:
+    """Whether an error answer is worth another attempt.
+
+    A 429 (API Gateway's or Lambda's throttling: the request never ran), the
+    service's 503 ``unavailable`` and its 409 ``conflict`` and
+    ``idempotency-key-in-flight`` say the request was not applied: always. A
+    502, 504 or a 503 without the service's problem may follow an applied
+    request: only when the call is ``retry_safe``.
+    """
+    status = response.status_code
+    if status == 429:
         return True
-    if response.status_code in _RETRY_STATUSES:
-        return call.retry_safe
-    if response.status_code == 409:
-        try:
-            problem_type = response.json().get("type")
-        except (ValueError, AttributeError):
-            return False
-        return problem_type in _RETRY_PROBLEMS
-    return False
+    if status not in (409, 502, 503, 504):
+        return False
+    try:
+        body = response.json()
+        problem_type = body.get("type") if isinstance(body, dict) else None
+    except ValueError:
+        problem_type = None
+    if status in (409, 503) and problem_type in _RETRY_PROBLEMS:
+        return True
+    return status in _UNKNOWN_OUTCOME_STATUSES and call.retry_safe
 
 
 # --- the routes ----------------------------------------------------------------------
@@ -293,6 +321,7 @@ def op_replace(
     body: dict[str, Any] = {"data": data}
     if idle_timeout_seconds is not None:
         body["idle_timeout_seconds"] = idle_timeout_seconds
+    headers = if_match(match)
     return Call(
         "PUT",
         f"/sessions/{segment(session_id, 'id')}",
@@ -300,11 +329,13 @@ def op_replace(
         _session,
         body=dumps(body),
         content_type=JSON,
-        headers=if_match(match),
+        headers=headers,
+        retry_safe=not _conditional(headers),
     )
 
 
 def op_merge(session_id: str, patch: Mapping[str, Any] | None, match: str | int | Session | None) -> Call[Session]:
+    headers = if_match(match)
     return Call(
         "PATCH",
         f"/sessions/{segment(session_id, 'id')}",
@@ -312,7 +343,8 @@ def op_merge(session_id: str, patch: Mapping[str, Any] | None, match: str | int 
         _session,
         body=dumps({"data": patch}),
         content_type=MERGE_PATCH,
-        headers=if_match(match),
+        headers=headers,
+        retry_safe=not _conditional(headers),
     )
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
 from . import _core
 from ._core import Call, RetryPolicy
-from .errors import TransportError
+from .errors import NotFound, TransportError
 from .models import Device, IssuedSession, Session, SessionPage, SessionSummary
 from .signing import SigningConfig, default_credentials, sign, signing_for_url
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # annotations only (typing.Self is 3.11+)
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
@@ -89,7 +92,7 @@ class Client(_Base):
         """Close the connection pool."""
         self._http.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -152,7 +155,9 @@ class Client(_Base):
         idle_timeout_seconds: int | None = None,
     ) -> Session:
         """``PUT /sessions/{id}``: replace the data (and the idle timeout).
-        ``if_match``: an ETag, a version, a Session or ``"*"``."""
+        ``if_match``: an ETag, a version, a Session or ``"*"``. With a version, the call
+        is not retried after a transport error, 502 or 504 (a retry of an applied first
+        attempt would get a false 412); it still is after a 503 ``unavailable`` or 409."""
         return self._execute(_core.op_replace(session_id, data, if_match, idle_timeout_seconds))
 
     def merge(
@@ -179,8 +184,13 @@ class Client(_Base):
         return self._execute(_core.op_rotate(session_id, subject, keep_data, device, idempotency_key))
 
     def delete(self, session_id: str) -> None:
-        """``DELETE /sessions/{id}`` (idempotent)."""
-        self._execute(_core.op_delete(session_id))
+        """``DELETE /sessions/{id}``: a logout. Idempotent: a session that is gone already
+        (deleted, expired, never there, or deleted by this call's first attempt before a
+        retry) is success, as the service's 204 and 404 both mean the id names nothing now."""
+        try:
+            self._execute(_core.op_delete(session_id))
+        except NotFound:
+            pass
 
     def list_sessions(self, subject: str, *, limit: int | None = None, cursor: str | None = None) -> SessionPage:
         """``GET /subjects/{subject}/sessions``: one page of an owner's live sessions."""
@@ -232,7 +242,7 @@ class AsyncClient(_Base):
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -319,8 +329,11 @@ class AsyncClient(_Base):
         return await self._execute(_core.op_rotate(session_id, subject, keep_data, device, idempotency_key))
 
     async def delete(self, session_id: str) -> None:
-        """``DELETE /sessions/{id}`` (idempotent)."""
-        await self._execute(_core.op_delete(session_id))
+        """``DELETE /sessions/{id}`` (see :meth:`Client.delete`: a session gone already is success)."""
+        try:
+            await self._execute(_core.op_delete(session_id))
+        except NotFound:
+            pass
 
     async def list_sessions(
         self, subject: str, *, limit: int | None = None, cursor: str | None = None

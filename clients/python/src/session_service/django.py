@@ -19,9 +19,12 @@ Settings (all but the URL optional):
     The absolute lifetime given to new sessions (default 2592000 s, 30 days:
     the template's maximum). Django has no absolute lifetime, so a session
     should not be cut at the service's 12-hour default; lower it for a hard cap.
+    It must not exceed the stack's ``MaxAbsoluteTimeoutSeconds``: the service
+    refuses (422) every create asking for more.
 ``SESSION_SERVICE_MAX_IDLE_AGE``
     The service's largest idle timeout (default 1209600 s, the template's);
-    longer expiry ages are sent as this.
+    longer expiry ages are sent as this. It must not exceed the stack's
+    ``MaxIdleTimeoutSeconds``, or long expiry ages get a 422.
 ``SESSION_SERVICE_TOUCH``
     Whether loading a session slides its idle expiry (``GET ?touch=true``,
     default True), so page views keep a session alive as activity does.
@@ -34,13 +37,16 @@ The mapping of Django's contract: ``load`` is ``GET /sessions/{id}``
 ``create`` is ``POST /sessions`` (the service makes the key);
 ``save`` is ``PUT /sessions/{id}`` with ``idle_timeout_seconds =
 get_expiry_age()``, and a session deleted meanwhile raises ``UpdateError``
-(never resurrected); an expiry age of 0 or less deletes it; ``cycle_key`` is
-``POST /sessions/{id}/rotate``; ``delete`` is ``DELETE /sessions/{id}``;
-``clear_expired`` does nothing (the service's sweeper removes expired sessions).
-Once ``django.contrib.auth.login()`` has put the user's id in the session, the
-next save makes the session the user's (a create with ``subject``, or a
-rotation into it), so :func:`revoke_user_sessions` and
-:func:`list_user_sessions` see every session of the user.
+(never resurrected); an expiry age of 0 or less deletes it (without a key,
+nothing is created); ``cycle_key`` is ``POST /sessions/{id}/rotate``;
+``delete`` is ``DELETE /sessions/{id}``; ``clear_expired`` does nothing (the
+service's sweeper removes expired sessions). Once ``django.contrib.auth.login()``
+has put the user's id in the session, the next save (or ``cycle_key``) makes the
+session the user's as a login, a fresh authentication: a new session is created
+with ``subject``, the current data and full idle and absolute lifetimes, and the
+old one is deleted (a rotation would keep the anonymous session's absolute
+expiry). So :func:`revoke_user_sessions` and :func:`list_user_sessions` see
+every session of the user.
 """
 
 from __future__ import annotations
@@ -55,11 +61,16 @@ from collections.abc import Hashable
 from typing import Any
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.contrib.sessions.backends.base import (
+    VALID_KEY_CHARS,
+    SessionBase,
+    UpdateError,
+)
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.crypto import get_random_string
 
 from .client import AsyncClient, Client
-from .errors import NotFound
+from .errors import NotFound, SessionServiceError
 from .models import IssuedSession, SessionSummary
 
 logger = logging.getLogger(__name__)
@@ -71,6 +82,7 @@ DEFAULT_MAX_IDLE_AGE = 1209600
 DEFAULT_TIMEOUT = 5.0
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")
 _UNKNOWN = object()
+_GONE = "the session was deleted or expired before it was saved"
 
 _lock = threading.Lock()
 _clients: dict[Hashable, Client] = {}
@@ -136,6 +148,23 @@ async def arevoke_user_sessions(user_id: Any, *, except_session: str | SessionBa
     return await get_async_client().revoke_all(user_subject(user_id), except_id=_except_id(except_session))
 
 
+def _discard(client: Client, session_id: str) -> None:
+    """Deletes a session this engine made and no longer wants; a failure is logged, not
+    raised (the call has an outcome already; the session expires on its own)."""
+    try:
+        client.delete(session_id)
+    except SessionServiceError as error:
+        logger.warning("session_service.django: could not delete a superseded session: %s", type(error).__name__)
+
+
+async def _adiscard(client: AsyncClient, session_id: str) -> None:
+    """The async :func:`_discard`."""
+    try:
+        await client.delete(session_id)
+    except SessionServiceError as error:
+        logger.warning("session_service.django: could not delete a superseded session: %s", type(error).__name__)
+
+
 def list_user_sessions(user_id: Any) -> list[SessionSummary]:
     """A user's live sessions ("where you're logged in"): handles, devices, times; no keys."""
     return list(get_client().iter_sessions(user_subject(user_id)))
@@ -155,6 +184,8 @@ class SessionStore(SessionBase):
         super().__init__(session_key)
         # The owner the service holds for this key: a str, None (anonymous) or unknown.
         self._owner: Any = _UNKNOWN
+        # The key is a placeholder naming no session (see _placeholder).
+        self._unstored = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'with' if self.session_key else 'without'} a key>"
@@ -178,7 +209,7 @@ class SessionStore(SessionBase):
         return None if user_id is None else user_subject(user_id)
 
     def _new_owner(self, session_dict: dict[str, Any]) -> str | None:
-        """The owner to rotate into, when the session is not yet the logged-in user's."""
+        """The logged-in user's subject, when the session is not yet theirs (a login)."""
         wanted = self._wanted_owner(session_dict)
         return wanted if wanted is not None and wanted != self._owner else None
 
@@ -197,11 +228,65 @@ class SessionStore(SessionBase):
     def _issued(self, issued: IssuedSession) -> None:
         self._session_key = issued.id
         self._owner = issued.subject
+        self._unstored = False
 
     def _missing(self) -> dict[str, Any]:
         self._session_key = None
         self._owner = _UNKNOWN
+        self._unstored = False
         return {}
+
+    def _placeholder(self) -> None:
+        """A save without a key and with an expiry age of 0 or less stores nothing (the
+        session would be expired at birth), but SessionMiddleware sets the cookie to
+        ``session_key`` after any save of a non-empty session (with Max-Age 0 or less,
+        which browsers drop at once): rather than ``None``, the key is a random one that
+        names no session, as Django's cache backend's would. It is never a service id
+        (32 characters, not 43), so loading it gives ``{}`` without a request, deleting
+        it does nothing, and a later save with a positive expiry age creates a session."""
+        self._session_key = get_random_string(32, VALID_KEY_CHARS)
+        self._owner = _UNKNOWN
+        self._unstored = True
+
+    def _stored_key(self) -> str | None:
+        """The key when it may name a session on the service (not a placeholder)."""
+        return None if self._unstored else self.session_key
+
+    def _login(self, client: Client, key: str, data: dict[str, Any], owner: str, age: int) -> None:
+        """Makes the session ``owner``'s as a fresh authentication: a new session with the
+        data and full lifetimes, then the old one consumed. Never resurrects a session
+        deleted elsewhere: the old one is consumed by an atomic rotate, whose 404 (it was
+        gone) deletes the new one and raises NotFound; the rotate's product, holding no
+        data, is deleted. Any other failure deletes the new one too and leaves the old."""
+        issued = client.create(
+            self._to_service(data),
+            subject=owner,
+            idle_timeout_seconds=self._idle(age),
+            absolute_timeout_seconds=self._absolute(),
+        )
+        try:
+            leftover = client.rotate(key, keep_data=False)
+        except BaseException:
+            _discard(client, issued.id)
+            raise
+        _discard(client, leftover.id)
+        self._issued(issued)
+
+    async def _alogin(self, client: AsyncClient, key: str, data: dict[str, Any], owner: str, age: int) -> None:
+        """The async :meth:`_login`."""
+        issued = await client.create(
+            self._to_service(data),
+            subject=owner,
+            idle_timeout_seconds=self._idle(age),
+            absolute_timeout_seconds=self._absolute(),
+        )
+        try:
+            leftover = await client.rotate(key, keep_data=False)
+        except BaseException:
+            await _adiscard(client, issued.id)
+            raise
+        await _adiscard(client, leftover.id)
+        self._issued(issued)
 
     # --- the contract ----------------------------------------------------------------
 
@@ -276,52 +361,67 @@ class SessionStore(SessionBase):
         self.modified = True
 
     def save(self, must_create: bool = False) -> None:
-        """Write the data (``PUT``, idle timeout = ``get_expiry_age()``), first making the
-        session the logged-in user's (``rotate`` into the subject) when it is not yet.
+        """Write the data (``PUT``, idle timeout = ``get_expiry_age()``).
 
-        Without a key (or with ``must_create``) this creates the session. A
-        session deleted meanwhile raises ``UpdateError``: it is never recreated.
-        An expiry age of 0 or less (an expiry in the past) deletes the session.
+        Without a key (or with ``must_create``) this creates the session; when
+        the expiry age is 0 or less nothing is created and the key becomes a
+        placeholder naming no session (see :meth:`_placeholder`). A session
+        deleted meanwhile raises ``UpdateError``: it is never recreated. An
+        expiry age of 0 or less deletes the session. When the logged-in user
+        (``_auth_user_id``) does not own the session yet, this is a login: a new
+        session owned by the user replaces it (see :meth:`_login`).
         """
-        if self.session_key is None or must_create:
+        if self._stored_key() is None or must_create:
             if self.get_expiry_age() > 0:
                 self.create()
+            elif self.session_key is None:
+                self._placeholder()
             return
         data = self._get_session()
-        if self.session_key is None:  # loading found it gone
-            raise UpdateError("the session was deleted or expired before it was saved")
+        key = self.session_key
+        if key is None:  # loading found it gone
+            raise UpdateError(_GONE)
         age = self.get_expiry_age()
         if age <= 0:
             self.delete()
             return
         client = get_client()
         try:
+            if self._owner is _UNKNOWN and self._wanted_owner(data) is not None:
+                self._owner = client.get(key).subject  # not loaded (say, cleared): whose is it?
             if (owner := self._new_owner(data)) is not None:
-                self._issued(client.rotate(self.session_key, subject=owner))
-            client.replace(self.session_key, self._to_service(data), idle_timeout_seconds=self._idle(age))
+                self._login(client, key, data, owner, age)
+            else:
+                client.replace(key, self._to_service(data), idle_timeout_seconds=self._idle(age))
         except NotFound as error:
-            raise UpdateError("the session was deleted or expired before it was saved") from error
+            raise UpdateError(_GONE) from error
 
     async def asave(self, must_create: bool = False) -> None:
         """The async :meth:`save`."""
-        if self.session_key is None or must_create:
+        if self._stored_key() is None or must_create:
             if await self.aget_expiry_age() > 0:
                 await self.acreate()
+            elif self.session_key is None:
+                self._placeholder()
             return
         data = await self._aget_session()
-        if self.session_key is None:  # loading found it gone
-            raise UpdateError("the session was deleted or expired before it was saved")
+        key = self.session_key
+        if key is None:  # loading found it gone
+            raise UpdateError(_GONE)
         age = await self.aget_expiry_age()
         if age <= 0:
             await self.adelete()
             return
         client = get_async_client()
         try:
+            if self._owner is _UNKNOWN and self._wanted_owner(data) is not None:
+                self._owner = (await client.get(key)).subject
             if (owner := self._new_owner(data)) is not None:
-                self._issued(await client.rotate(self.session_key, subject=owner))
-            await client.replace(self.session_key, self._to_service(data), idle_timeout_seconds=self._idle(age))
+                await self._alogin(client, key, data, owner, age)
+            else:
+                await client.replace(key, self._to_service(data), idle_timeout_seconds=self._idle(age))
         except NotFound as error:
-            raise UpdateError("the session was deleted or expired before it was saved") from error
+            raise UpdateError(_GONE) from error
 
     def delete(self, session_key: str | None = None) -> None:
         """``DELETE /sessions/{id}`` (this session's key when none is given); a missing one is fine."""
@@ -345,15 +445,21 @@ class SessionStore(SessionBase):
 
     def cycle_key(self) -> None:
         """A new key for the same session: ``POST /sessions/{id}/rotate`` (atomic: the old
-        key is gone at once); into the user's subject when it is not yet theirs."""
+        key is gone at once). When the logged-in user does not own the session yet, a
+        login: a new session owned by the user (full lifetimes), then the old one deleted,
+        as Django's own ``cycle_key`` does."""
         data = self._session
-        key = self.session_key
+        key = self._stored_key()
         if key is not None:
-            try:
-                self._issued(get_client().rotate(key, subject=self._new_owner(data)))
-            except NotFound:
-                self._session_key = None
-        if self.session_key is None:
+            if self._new_owner(data) is None:
+                try:
+                    self._issued(get_client().rotate(key))
+                except NotFound:
+                    key = None
+            else:
+                self.create()
+                self.delete(key)
+        if key is None:
             self.create()
         self._session_cache = data
         self.modified = True
@@ -361,13 +467,17 @@ class SessionStore(SessionBase):
     async def acycle_key(self) -> None:
         """The async :meth:`cycle_key`."""
         data = await self._aget_session()
-        key = self.session_key
+        key = self._stored_key()
         if key is not None:
-            try:
-                self._issued(await get_async_client().rotate(key, subject=self._new_owner(data)))
-            except NotFound:
-                self._session_key = None
-        if self.session_key is None:
+            if self._new_owner(data) is None:
+                try:
+                    self._issued(await get_async_client().rotate(key))
+                except NotFound:
+                    key = None
+            else:
+                await self.acreate()
+                await self.adelete(key)
+        if key is None:
             await self.acreate()
         self._session_cache = data
         self.modified = True

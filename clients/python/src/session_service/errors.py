@@ -22,7 +22,8 @@ class ConfigurationError(SessionServiceError, ValueError):
 
 
 class TransportError(SessionServiceError):
-    """The request got no HTTP answer (connection refused, reset, timed out), after retries."""
+    """The request got no HTTP answer (connection refused, reset, timed out), after retries
+    (none for a PUT or PATCH with ``If-Match`` naming a version: it may have been applied)."""
 
 
 class ProblemError(SessionServiceError):

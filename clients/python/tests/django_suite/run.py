@@ -2,8 +2,10 @@
 
 Downloads the source distribution of the installed Django from PyPI (``pip
 download --no-binary :all:``; cached in ``$DJANGO_SUITE_CACHE``, by default the
-repository's ``.local/django-suite``, which git ignores), extracts
-``tests/sessions_tests/`` and runs its ``SessionTestsMixin`` and
+repository's ``.local/django-suite``, which git ignores), checks it against the
+SHA-256 recorded in ``SDIST_SHA256`` (the test extra pins that Django version;
+another installed version, or a mismatch, fails the run), extracts
+``tests/sessions_tests/`` (refusing absolute member names and ``..``) and runs its ``SessionTestsMixin`` and
 ``SessionMiddlewareTests`` with ``SESSION_ENGINE = "session_service.django"``
 against the service at ``$SESSION_SERVICE_URL``. A few tests are skipped, each
 with its reason (``SKIPS`` in service_tests.py). Exits non-zero on any failure
@@ -14,22 +16,54 @@ or error, or when the service is not there.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
 
+#: SHA-256 of each Django sdist this suite may run (``pyproject.toml``'s test extra pins
+#: the version): PyPI's digest of ``django-<version>.tar.gz``. A new pin needs its line,
+#: from https://pypi.org/simple/django/ (``Accept: application/vnd.pypi.simple.v1+json``)
+#: or https://pypi.org/pypi/Django/<version>/json, checked against the downloaded file.
+SDIST_SHA256 = {
+    "5.2.19": "ad03d8abc51dbff95ebf34b27123cf0c26a3b62db7ba0cd520783686362533d1",
+}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_member_name(name: str) -> bool:
+    """Whether a tar member's name is relative and free of ``..`` (anywhere, to be strict)
+    and of backslashes: it then stays inside the extraction directory."""
+    return not (PurePosixPath(name).is_absolute() or name.startswith("/") or ".." in name or "\\" in name)
+
 
 def fetch_sessions_tests(version: str) -> Path:
-    """The directory holding Django ``version``'s ``sessions_tests`` package (downloaded once)."""
+    """The directory holding Django ``version``'s ``sessions_tests`` package (downloaded once,
+    checked against ``SDIST_SHA256``)."""
+    expected = SDIST_SHA256.get(version)
+    if expected is None:
+        raise SystemExit(
+            f"Django {version} is installed but run.py has no SHA-256 for its sdist: the test extra "
+            f"pins {', '.join(SDIST_SHA256)}; reinstall it (scripts/test-python-clients) or add the hash"
+        )
     cache = Path(os.environ.get("DJANGO_SUITE_CACHE") or REPO / ".local" / "django-suite")
     target = cache / f"django-{version}-tests"
-    if (target / "sessions_tests" / "tests.py").is_file():
+    stamp = target / "sdist.sha256"  # what it was extracted from: older, unchecked copies are redone
+    if (target / "sessions_tests" / "tests.py").is_file() and stamp.is_file() and stamp.read_text().strip() == expected:
         return target
     downloads = cache / "sdist"
     downloads.mkdir(parents=True, exist_ok=True)
@@ -40,18 +74,32 @@ def fetch_sessions_tests(version: str) -> Path:
              "--no-binary", ":all:", "--no-deps", f"django=={version}", "-d", str(downloads)],
             check=True,
         )
+    actual = sha256(archive)
+    if actual != expected:
+        archive.unlink()  # not trusted, not kept: the next run downloads it again
+        raise SystemExit(f"{archive.name}: SHA-256 {actual}, expected {expected}: refusing to run its tests")
     prefix = f"django-{version}/tests/sessions_tests/"
+    partial = cache / f"django-{version}-tests.partial"
+    shutil.rmtree(partial, ignore_errors=True)
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.isfile()]
+        all_members = tar.getmembers()
+        unsafe = [m.name for m in all_members if not safe_member_name(m.name)]
+        if unsafe:
+            raise SystemExit(f"{archive.name} has members outside its directory: {unsafe[:3]}")
+        members = [m for m in all_members if m.name.startswith(prefix) and m.isfile()]
         if not members:
             raise SystemExit(f"{archive} has no {prefix}")
-        staging = cache / f"django-{version}-tests.partial" / "sessions_tests"
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = partial / "sessions_tests"
+        staging.mkdir(parents=True)
         for member in members:
+            destination = staging / member.name[len(prefix) :]
+            destination.parent.mkdir(parents=True, exist_ok=True)
             data = tar.extractfile(member)
             assert data is not None
-            (staging / member.name[len(prefix) :]).write_bytes(data.read())
-    staging.parent.rename(target)
+            destination.write_bytes(data.read())
+    (partial / stamp.name).write_text(expected + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
     return target
 
 

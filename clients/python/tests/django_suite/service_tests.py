@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import unittest
 import uuid
+from datetime import datetime, timezone
 
 import sessions_tests.tests as upstream
 from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import UpdateError
 from django.http import HttpResponse
 from django.test import SimpleTestCase, TestCase, override_settings
 
@@ -72,8 +74,128 @@ class ServiceSessionMiddlewareTests(upstream.SessionMiddlewareTests):
         self.assertIn(f"Set-Cookie: sessionid={request.session.session_key}", str(response.cookies))
 
 
+#: A short absolute lifetime for anonymous sessions, so a login that kept it would show.
+SHORT_ABSOLUTE = 300
+
+
+def assert_fresh(test: SimpleTestCase, session_id: str, subject: str) -> None:
+    """The session is ``subject``'s and has its full lifetimes from about now."""
+    stored = get_client().get(session_id)
+    test.assertEqual(stored.subject, subject)
+    age = (datetime.now(timezone.utc) - stored.created_at).total_seconds()
+    test.assertLess(abs(age), 120, "created now, not when the anonymous session was")
+    test.assertEqual((stored.absolute_expires_at - stored.created_at).total_seconds(), SessionStore._absolute())
+    left = (stored.absolute_expires_at - datetime.now(timezone.utc)).total_seconds()
+    test.assertAlmostEqual(left, SessionStore._absolute(), delta=120)
+
+
 class ServiceOwnershipTests(SimpleTestCase):
     """What this engine adds: sessions owned by the logged-in user, expiry as the idle timeout."""
+
+    def test_a_login_gets_a_fresh_session_not_the_anonymous_ones_lifetime(self) -> None:
+        user_id = f"django-fresh-{uuid.uuid4()}"
+        self.addCleanup(revoke_user_sessions, user_id)
+        with override_settings(SESSION_SERVICE_ABSOLUTE_AGE=SHORT_ABSOLUTE):
+            session = SessionStore()
+            session["cart"] = [1]
+            session.save()
+        anonymous_key = session.session_key
+        anonymous = get_client().get(anonymous_key)
+        self.assertEqual((anonymous.absolute_expires_at - anonymous.created_at).total_seconds(), SHORT_ABSOLUTE)
+        # What django.contrib.auth.login() does: cycle the key (no owner yet: one atomic
+        # rotate, which keeps the absolute expiry), then store the user and save.
+        session.cycle_key()
+        cycled_key = session.session_key
+        self.assertFalse(session.exists(anonymous_key))
+        self.assertEqual(get_client().get(cycled_key).absolute_expires_at, anonymous.absolute_expires_at)
+        session[SESSION_KEY] = user_id
+        session.save()
+        self.assertNotIn(session.session_key, (anonymous_key, cycled_key))
+        self.assertFalse(session.exists(cycled_key))
+        assert_fresh(self, session.session_key, user_subject(user_id))
+        self.assertEqual(get_client().get(session.session_key).data, {"cart": [1], SESSION_KEY: user_id})
+        self.assertEqual(len(list_user_sessions(user_id)), 1)
+        # Saves after the login write the same session.
+        login_key = session.session_key
+        session["theme"] = "dark"
+        session.save()
+        self.assertEqual(session.session_key, login_key)
+        self.assertEqual(get_client().get(login_key).data["theme"], "dark")
+
+    def test_cycle_key_after_the_user_is_stored_is_a_login(self) -> None:
+        user_id = f"django-cycle-{uuid.uuid4()}"
+        self.addCleanup(revoke_user_sessions, user_id)
+        with override_settings(SESSION_SERVICE_ABSOLUTE_AGE=SHORT_ABSOLUTE):
+            session = SessionStore()
+            session["a"] = 1
+            session.save()
+        anonymous_key = session.session_key
+        session[SESSION_KEY] = user_id
+        session.cycle_key()
+        self.assertNotEqual(session.session_key, anonymous_key)
+        self.assertFalse(session.exists(anonymous_key))
+        assert_fresh(self, session.session_key, user_subject(user_id))
+        session.save()
+        self.assertEqual(SessionStore(session.session_key).load(), {"a": 1, SESSION_KEY: user_id})
+
+    def test_a_login_never_resurrects_a_session_deleted_elsewhere(self) -> None:
+        user_id = f"django-gone-{uuid.uuid4()}"
+        self.addCleanup(revoke_user_sessions, user_id)
+        session = SessionStore()
+        session["cart"] = [1]
+        session.save()
+        key = session.session_key
+        request_session = SessionStore(key)
+        self.assertEqual(request_session["cart"], [1])  # loaded: the session was there
+        SessionStore(key).delete()  # a logout in another tab
+        request_session[SESSION_KEY] = user_id
+        with self.assertRaises(UpdateError):
+            request_session.save()
+        self.assertEqual(list_user_sessions(user_id), [])
+        self.assertFalse(request_session.exists(key))
+
+    async def test_async_login_gets_a_fresh_session(self) -> None:
+        user_id = f"django-async-fresh-{uuid.uuid4()}"
+        with override_settings(SESSION_SERVICE_ABSOLUTE_AGE=SHORT_ABSOLUTE):
+            session = SessionStore()
+            await session.aset("a", 1)
+            await session.asave()
+        anonymous_key = session.session_key
+        await session.acycle_key()
+        cycled_key = session.session_key
+        await session.aset(SESSION_KEY, user_id)
+        await session.asave()
+        for old in (anonymous_key, cycled_key):
+            self.assertFalse(await session.aexists(old))
+        assert_fresh(self, session.session_key, user_subject(user_id))
+        self.assertEqual(revoke_user_sessions(user_id), 1)
+
+        gone = SessionStore()
+        await gone.aset("a", 1)
+        await gone.asave()
+        request_session = SessionStore(gone.session_key)
+        self.assertEqual(await request_session.aget("a"), 1)
+        await gone.adelete()
+        await request_session.aset(SESSION_KEY, user_id)
+        with self.assertRaises(UpdateError):
+            await request_session.asave()
+        self.assertEqual(list_user_sessions(user_id), [])
+
+    def test_an_expiry_in_the_past_creates_nothing_and_never_a_none_key(self) -> None:
+        session = SessionStore()
+        session["foo"] = "bar"
+        session.set_expiry(-10)
+        session.save()
+        placeholder = session.session_key
+        self.assertIsNotNone(placeholder)
+        self.assertFalse(session.exists(placeholder))
+        self.assertEqual(SessionStore(placeholder).load(), {})
+        session.delete()  # nothing to delete
+        session.set_expiry(300)
+        session.save()  # now a real one
+        self.addCleanup(session.delete)
+        self.assertNotEqual(session.session_key, placeholder)
+        self.assertEqual(get_client().get(session.session_key).data, {"foo": "bar", "_session_expiry": 300})
 
     def test_a_login_makes_the_session_the_users(self) -> None:
         user_id = f"django-{uuid.uuid4()}"
@@ -153,6 +275,47 @@ class ServiceOwnershipTests(SimpleTestCase):
 
 class ServiceAuthLoginTests(TestCase):
     """django.contrib.auth's login() and logout() through SessionMiddleware."""
+
+    def test_login_on_an_old_anonymous_session_gets_full_lifetimes(self) -> None:
+        from django.contrib.auth import login
+        from django.contrib.auth.models import User
+        from django.contrib.sessions.middleware import SessionMiddleware
+        from django.test import RequestFactory
+
+        user = User.objects.create_user("grace", password="x")
+        self.addCleanup(revoke_user_sessions, user.pk)
+        anonymous = get_client().create({"theme": "dark"}, absolute_timeout_seconds=SHORT_ABSOLUTE)
+
+        def log_in(request):  # type: ignore[no-untyped-def]
+            self.assertEqual(request.session["theme"], "dark")
+            login(request, user)
+            return HttpResponse()
+
+        request = RequestFactory().get("/")
+        request.COOKIES["sessionid"] = anonymous.id
+        response = SessionMiddleware(log_in)(request)
+        key = response.cookies["sessionid"].value
+        self.assertNotEqual(key, anonymous.id)
+        self.assertFalse(SessionStore().exists(anonymous.id))
+        assert_fresh(self, key, user_subject(user.pk))
+        self.assertEqual(get_client().get(key).data["theme"], "dark")
+        self.assertEqual(len(list_user_sessions(user.pk)), 1)
+
+    def test_an_expiry_in_the_past_never_sets_a_none_cookie(self) -> None:
+        from django.contrib.sessions.middleware import SessionMiddleware
+        from django.test import RequestFactory
+
+        def expire(request):  # type: ignore[no-untyped-def]
+            request.session["foo"] = "bar"
+            request.session.set_expiry(-10)
+            return HttpResponse()
+
+        response = SessionMiddleware(expire)(RequestFactory().get("/"))
+        cookie = response.cookies["sessionid"]
+        self.assertNotIn(cookie.value, ("", "None"))
+        self.assertLessEqual(int(cookie["max-age"]), 0)
+        self.assertFalse(SessionStore().exists(cookie.value))
+        self.assertEqual(SessionStore(cookie.value).load(), {})
 
     def test_login_and_logout(self) -> None:
         from django.contrib.auth import login, logout
