@@ -202,42 +202,17 @@ pub struct IssuedSession {
 
 impl<'de> Deserialize<'de> for IssuedSession {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // `flatten` cannot carry the raw data through, so the id is read beside the session.
+        // `flatten` cannot carry the raw data through: the object is read as the session
+        // (which passes over `id`) and again for its id.
         #[derive(Deserialize)]
-        struct Issued {
+        struct Id {
             id: SessionId,
-            handle: String,
-            #[serde(default)]
-            subject: Option<String>,
-            data: Data,
-            #[serde(default)]
-            device: Option<Device>,
-            #[serde(with = "time::serde::rfc3339")]
-            created_at: OffsetDateTime,
-            #[serde(with = "time::serde::rfc3339")]
-            updated_at: OffsetDateTime,
-            #[serde(with = "time::serde::rfc3339")]
-            expires_at: OffsetDateTime,
-            #[serde(with = "time::serde::rfc3339")]
-            absolute_expires_at: OffsetDateTime,
-            idle_timeout_seconds: u32,
-            version: u64,
         }
-        let issued = Issued::deserialize(deserializer)?;
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let read = |e: serde_json::Error| serde::de::Error::custom(e);
         Ok(Self {
-            id: issued.id,
-            session: Session {
-                handle: issued.handle,
-                subject: issued.subject,
-                data: issued.data,
-                device: issued.device,
-                created_at: issued.created_at,
-                updated_at: issued.updated_at,
-                expires_at: issued.expires_at,
-                absolute_expires_at: issued.absolute_expires_at,
-                idle_timeout_seconds: issued.idle_timeout_seconds,
-                version: issued.version,
-            },
+            id: serde_json::from_str::<Id>(raw.get()).map_err(read)?.id,
+            session: serde_json::from_str(raw.get()).map_err(read)?,
         })
     }
 }
