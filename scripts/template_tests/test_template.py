@@ -50,8 +50,16 @@ ALL_OPTIONAL = {
     "MaxIdleTimeoutSeconds": "86400",
     "MaxAbsoluteTimeoutSeconds": "604800",
     "DeletionProtection": "false",
+    "FrontDoor": "FunctionUrl",
+    "ClientRoleNames": "web-backend,worker",
+    "ApiReservedConcurrency": "10",
 }
-VARIANTS = {"default parameters": {}, "every optional parameter set": ALL_OPTIONAL}
+VARIANTS = {
+    "default parameters": {},
+    "every optional parameter set": ALL_OPTIONAL,
+    "the function URL front door": {"FrontDoor": "FunctionUrl"},
+}
+FRONT_DOORS = ("HttpApi", "FunctionUrl")
 
 # What the functions emit (Embedded Metric Format): per function, the dimension sets and
 # the metrics published under each. Every document's `Function` is the function's name.
@@ -91,12 +99,14 @@ PHYSICAL_NAMES = {
     "AWS::CloudWatch::Alarm": {"AlarmName"},
     "AWS::CloudWatch::Dashboard": {"DashboardName"},
     "AWS::DynamoDB::Table": {"TableName"},
+    "AWS::IAM::ManagedPolicy": {"ManagedPolicyName"},
     "AWS::IAM::Role": {"RoleName"},
     "AWS::KMS::Key": set(),  # aliases are AWS::KMS::Alias resources
     "AWS::Lambda::EventInvokeConfig": set(),  # FunctionName names its function
     "AWS::Lambda::EventSourceMapping": set(),  # likewise
     "AWS::Lambda::Function": {"FunctionName"},
     "AWS::Lambda::Permission": set(),  # likewise
+    "AWS::Lambda::Url": set(),  # its host is generated
     "AWS::Logs::LogGroup": {"LogGroupName"},
     "AWS::Scheduler::Schedule": {"Name"},
     "AWS::SNS::Subscription": set(),
@@ -211,6 +221,10 @@ class Stack:
         return f"{self.name}-{logical_id}-generated"
 
     def getatt_token(self, logical_id, attribute):
+        if (self.template["Resources"][logical_id]["Type"], attribute) == ("AWS::Lambda::Url", "FunctionUrl"):
+            # As Lambda gives it: https://<url-id>.lambda-url.<region>.on.aws/
+            url_id = re.sub(r"[^a-z0-9]", "", f"{self.name}{logical_id}".lower())
+            return f"https://{url_id}.lambda-url.{REGION}.on.aws/"
         return f"{self.name}-{logical_id}-generated.{attribute}"
 
     def evaluate_resource(self, resource):
@@ -236,6 +250,8 @@ class Stack:
         if name in self.pseudo:
             return self.pseudo[name]
         if name in self.parameters:
+            if sam_template()["Parameters"][name].get("Type") == "CommaDelimitedList":
+                return [item.strip() for item in self.parameters[name].split(",")]
             return self.parameters[name]
         if name in self.template["Resources"]:
             if name not in self.kept:
@@ -363,9 +379,10 @@ def variant_stacks(params):
 
 
 def routes():
-    """Route templates the api reports: "METHOD /path" of every HttpApi event, and "-"."""
-    events = sam_template()["Resources"]["ApiFunction"]["Properties"]["Events"]
-    return {f"{e['Properties']['Method']} {e['Properties']['Path']}" for e in events.values()} | {"-"}
+    """Route templates the api reports: "METHOD /path" of every route of the HTTP API's
+    definition, and "-"."""
+    paths = sam_template()["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    return {f"{method.upper()} {path}" for path, item in paths.items() for method in item} | {"-"}
 
 
 def emf_error(namespace, stack_, metric, dimensions):
@@ -546,6 +563,143 @@ class Concurrency(unittest.TestCase):
             self.assertNotIn("ReservedConcurrentExecutions", s.props(logical_id), logical_id)
 
 
+class FrontDoors(unittest.TestCase):
+    """FrontDoor: exactly one way in, IAM-authorized, and only ApiClientPolicy may use it."""
+
+    API_GATEWAY_TYPES = ("AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage", "AWS::ApiGatewayV2::Route",
+                         "AWS::ApiGatewayV2::Integration", "AWS::ApiGatewayV2::Authorizer")
+
+    def stacks(self, door, **more):
+        return variant_stacks({"FrontDoor": door, **more})
+
+    def api_gateway(self, s):
+        return {lid for t in self.API_GATEWAY_TYPES for lid in s.of_type(t)}
+
+    def permissions_on_the_api_function(self, s):
+        function = {s.ref_token("ApiFunction"), s.getatt_token("ApiFunction", "Arn")}
+        return [p["Properties"] for p in s.of_type("AWS::Lambda::Permission").values()
+                if p["Properties"]["FunctionName"] in function]
+
+    def test_the_default_front_door_is_the_http_api(self):
+        self.assertEqual(sam_template()["Parameters"]["FrontDoor"]["Default"], "HttpApi")
+        self.assertEqual(set(sam_template()["Parameters"]["FrontDoor"]["AllowedValues"]), set(FRONT_DOORS))
+
+    def test_the_http_api_front_door_is_an_iam_authorized_http_api_and_no_function_url(self):
+        for s in self.stacks("HttpApi"):
+            self.assertEqual(s.of_type("AWS::Lambda::Url"), {})
+            self.assertEqual(sorted(s.of_type("AWS::ApiGatewayV2::Api")), ["HttpApi"])
+            body = s.props("HttpApi")["Body"]
+            schemes = body["components"]["securitySchemes"]
+            self.assertEqual(schemes["AWS_IAM"]["x-amazon-apigateway-authtype"], "awsSigv4")
+            operations = [(path, method, op) for path, item in body["paths"].items() for method, op in item.items()]
+            self.assertEqual({f"{m.upper()} {p}" for p, m, _ in operations}, routes() - {"-"})
+            for path, method, op in operations:
+                self.assertEqual(op.get("security"), [{"AWS_IAM": []}], f"{method} {path} is IAM-authorized")
+                integration = op["x-amazon-apigateway-integration"]
+                self.assertEqual((integration["type"], integration["payloadFormatVersion"]), ("aws_proxy", "2.0"))
+                self.assertIn(s.getatt_token("ApiFunction", "Arn"), integration["uri"])
+            self.assertEqual(len(s.of_type("AWS::ApiGatewayV2::Stage")), 1)
+            # API Gateway, for this API only, is the one principal the function lets invoke it.
+            self.assertEqual(self.permissions_on_the_api_function(s), [{
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": s.ref_token("ApiFunction"),
+                "Principal": "apigateway.amazonaws.com",
+                "SourceAccount": ACCOUNT,
+                "SourceArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{s.ref_token('HttpApi')}/*",
+            }])
+            self.assertEqual(s.outputs["ApiUrl"], f"https://{s.ref_token('HttpApi')}.execute-api.{REGION}.amazonaws.com")
+
+    def test_the_function_url_front_door_is_an_iam_url_and_no_api_gateway(self):
+        for s in self.stacks("FunctionUrl"):
+            self.assertEqual(self.api_gateway(s), set())
+            self.assertEqual(s.of_type("AWS::Logs::LogGroup").keys() & {"ApiAccessLogGroup"}, set())
+            urls = s.of_type("AWS::Lambda::Url")
+            self.assertEqual(len(urls), 1, sorted(urls))
+            (url_id, url), = urls.items()
+            self.assertEqual(url["Properties"], {
+                "TargetFunctionArn": s.getatt_token("ApiFunction", "Arn"),
+                "AuthType": "AWS_IAM",
+            }, "IAM-authorized, the unqualified function, buffered, no CORS")
+            # No resource policy on the function at all: only identity policies (ApiClientPolicy)
+            # of this account can grant calling it.
+            self.assertEqual(self.permissions_on_the_api_function(s), [])
+            host = s.getatt_token(url_id, "FunctionUrl").split("/")[2]
+            self.assertEqual(s.outputs["ApiUrl"], f"https://{host}")
+            self.assertRegex(s.outputs["ApiUrl"], rf"^https://[a-z0-9]+\.lambda-url\.{REGION}\.on\.aws$")
+
+    def client_policy(self, s):
+        policies = s.of_type("AWS::IAM::ManagedPolicy")
+        self.assertEqual(sorted(policies), ["ApiClientPolicy"])
+        self.assertEqual(s.outputs["ApiClientPolicyArn"], s.ref_token("ApiClientPolicy"))
+        return s.props("ApiClientPolicy")
+
+    def test_the_client_policy_allows_calling_the_front_door_in_use_and_nothing_else(self):
+        function_arn = lambda s: s.getatt_token("ApiFunction", "Arn")  # noqa: E731
+        expected = {
+            "HttpApi": lambda s: [{
+                "Effect": "Allow",
+                "Action": "execute-api:Invoke",
+                "Resource": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{s.ref_token('HttpApi')}/*",
+            }],
+            "FunctionUrl": lambda s: [
+                {
+                    "Effect": "Allow",
+                    "Action": "lambda:InvokeFunctionUrl",
+                    "Resource": function_arn(s),
+                    "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": "lambda:InvokeFunction",
+                    "Resource": function_arn(s),
+                    "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+                },
+            ],
+        }
+        for door, statements in expected.items():
+            for s in self.stacks(door):
+                self.assertEqual(self.client_policy(s)["PolicyDocument"]["Statement"], statements(s), door)
+
+    def test_the_client_policy_is_attached_to_the_named_roles_and_no_one_else(self):
+        for door in FRONT_DOORS:
+            for s in self.stacks(door):
+                self.assertNotIn("Roles", self.client_policy(s), "attached to nobody unless told")
+                for key in ("Users", "Groups"):
+                    self.assertNotIn(key, self.client_policy(s))
+            for s in self.stacks(door, ClientRoleNames="web-backend,worker"):
+                self.assertEqual(self.client_policy(s)["Roles"], ["web-backend", "worker"])
+                self.assertNotIn("Users", self.client_policy(s))
+                self.assertNotIn("Groups", self.client_policy(s))
+
+    def test_no_role_of_the_stack_may_call_the_api(self):
+        calling = {"execute-api:Invoke", "lambda:InvokeFunctionUrl", "lambda:InvokeFunction", "lambda:*", "*"}
+        for door in FRONT_DOORS:
+            for s in self.stacks(door):
+                for logical_id, role in s.of_type("AWS::IAM::Role").items():
+                    for policy in role["Properties"].get("Policies", []):
+                        for statement in policy["PolicyDocument"]["Statement"]:
+                            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                            api = {"*", s.getatt_token("ApiFunction", "Arn")} | {
+                                r for r in resources if "execute-api" in str(r)
+                            }
+                            self.assertFalse(
+                                calling & set(actions) and api & set(resources),
+                                f"{door}: {logical_id} may call the API",
+                            )
+                    self.assertEqual(role["Properties"].get("ManagedPolicyArns", []), [], logical_id)
+
+    def test_the_apis_reserved_concurrency_is_opt_in_and_a_whole_number(self):
+        for door in FRONT_DOORS:
+            s = stack("prod", (("ApiReservedConcurrency", "25"), ("FrontDoor", door)))
+            self.assertEqual(s.props("ApiFunction")["ReservedConcurrentExecutions"], "25")
+        spec = sam_template()["Parameters"]["ApiReservedConcurrency"]
+        for value in ("1.5", "-1", "01", "", "ten"):
+            self.assertTrue(check_parameter("ApiReservedConcurrency", spec, value), value)
+        for value in ("0", "1", "1000"):
+            self.assertEqual(check_parameter("ApiReservedConcurrency", spec, value), [], value)
+
+
 class Alarms(unittest.TestCase):
     def assert_every_alarm_notifies(self, s, topic):
         alarms = s.alarms()
@@ -709,19 +863,35 @@ class Dashboard(unittest.TestCase):
                 self.assertEqual(EMF_METRICS - shown, set(), f"{variant}: emitted but not shown")
 
     def test_the_dashboards_aws_metrics_name_this_stacks_resources(self):
-        s = stack("prod")
-        _, body = s.dashboard()
-        functions = {s.ref_token(lid) for lid in BINARY}
-        queues = {s.getatt_token(lid, "QueueName") for lid in s.of_type("AWS::SQS::Queue")}
-        for title, namespace, metric, dims in dashboard_metrics(body):
-            if namespace == "AWS/Lambda":
-                self.assertIn(dims.get("FunctionName"), functions, title)
-            elif namespace == "AWS/SQS":
-                self.assertIn(dims.get("QueueName"), queues, title)
-            elif namespace == "AWS/ApiGateway":
-                self.assertEqual(dims.get("ApiId"), s.ref_token("HttpApi"), title)
-            else:
-                self.assertEqual(namespace, f"SessionService/{s.name}", title)
+        for door in FRONT_DOORS:
+            s = stack("prod", (("FrontDoor", door),))
+            _, body = s.dashboard()
+            functions = {s.ref_token(lid) for lid in BINARY}
+            queues = {s.getatt_token(lid, "QueueName") for lid in s.of_type("AWS::SQS::Queue")}
+            for title, namespace, metric, dims in dashboard_metrics(body):
+                if namespace == "AWS/Lambda":
+                    self.assertIn(dims.get("FunctionName"), functions, title)
+                elif namespace == "AWS/SQS":
+                    self.assertIn(dims.get("QueueName"), queues, title)
+                elif namespace == "AWS/ApiGateway":
+                    self.assertEqual(dims.get("ApiId"), s.ref_token("HttpApi"), title)
+                else:
+                    self.assertEqual(namespace, f"SessionService/{s.name}", title)
+
+    def test_the_front_door_widget_counts_the_front_door_in_use(self):
+        expected = {
+            "HttpApi": {("AWS/ApiGateway", m) for m in ("Count", "4xx", "5xx")},
+            "FunctionUrl": {("AWS/Lambda", m) for m in ("UrlRequestCount", "Url4xxCount", "Url5xxCount")},
+        }
+        for door, metrics in expected.items():
+            s = stack("prod", (("FrontDoor", door),))
+            _, body = s.dashboard()
+            shown = {(ns, m) for title, ns, m, _ in dashboard_metrics(body) if title == "Front door"}
+            self.assertEqual(shown, metrics, door)
+            if door == "FunctionUrl":
+                for title, _, metric, dims in dashboard_metrics(body):
+                    if metric.startswith("Url"):
+                        self.assertEqual(dims, {"FunctionName": s.ref_token("ApiFunction")}, title)
 
     def test_the_alarm_widget_lists_every_alarm(self):
         for variant, params in VARIANTS.items():

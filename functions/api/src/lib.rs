@@ -99,7 +99,20 @@ pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, std::
     };
     let response = reply.unwrap_or_else(problem_response);
     let status = response.status().as_u16();
-    info!(method = %method, route, status, session = session.as_deref().unwrap_or("-"), "request");
+    // The access log line, whichever the front door (API Gateway's HTTP API keeps one of its
+    // own; a function URL does not): the route, never the path, and who asked from where.
+    let from = Origin::of(&request);
+    info!(
+        method = %method,
+        route,
+        status,
+        latency_ms = started.elapsed().as_millis() as u64,
+        caller = from.caller,
+        ip = from.source_ip,
+        request_id = from.request_id,
+        session = session.as_deref().unwrap_or("-"),
+        "request"
+    );
     emit_metrics(app, &method, route, status, started, &tally);
     Ok(response)
 }
@@ -404,19 +417,44 @@ async fn rotate(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> 
 }
 
 /// Who signed `request`: the unique id of its IAM principal (a role's, whatever
-/// its session name, so a caller's retries agree), or `""` where API Gateway's
-/// IAM authorization did not run (a local run).
+/// its session name, so a caller's retries agree), or `""` where IAM authorization
+/// did not run (a local run).
 fn caller(request: &Request) -> &str {
-    let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
-        return "";
-    };
-    context
-        .authorizer
-        .as_ref()
-        .and_then(|a| a.iam.as_ref())
-        .and_then(|iam| iam.caller_id.as_deref())
-        .and_then(|id| id.split(':').next())
-        .unwrap_or_default()
+    Origin::of(request).caller
+}
+
+/// Where a request came from, as the front door (the HTTP API or the function URL, both
+/// payload 2.0) tells: empty strings where it does not (a local run).
+struct Origin<'a> {
+    /// The unique id of the IAM principal that signed it, without the role session's name.
+    caller: &'a str,
+    /// The client's address.
+    source_ip: &'a str,
+    /// The front door's id of the request.
+    request_id: &'a str,
+}
+
+impl<'a> Origin<'a> {
+    fn of(request: &'a Request) -> Self {
+        let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
+            return Self {
+                caller: "",
+                source_ip: "",
+                request_id: "",
+            };
+        };
+        Self {
+            caller: context
+                .authorizer
+                .as_ref()
+                .and_then(|a| a.iam.as_ref())
+                .and_then(|iam| iam.caller_id.as_deref())
+                .and_then(|id| id.split(':').next())
+                .unwrap_or_default(),
+            source_ip: context.http.source_ip.as_deref().unwrap_or_default(),
+            request_id: context.request_id.as_deref().unwrap_or_default(),
+        }
+    }
 }
 
 /// The request's `Idempotency-Key` for the operation `scope`, if it sent one. The

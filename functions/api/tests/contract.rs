@@ -38,17 +38,16 @@ fn openapi_documents_exactly_the_routes_the_router_serves() {
 #[test]
 fn the_template_wires_exactly_the_routes_the_router_serves() {
     let template = yaml("template.yaml");
-    let events = template["Resources"]["ApiFunction"]["Properties"]["Events"]
+    let paths = template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
         .as_object()
         .unwrap();
-    let wired: BTreeSet<_> = events
-        .values()
-        .filter(|e| e["Type"] == "HttpApi")
-        .map(|e| {
-            (
-                e["Properties"]["Method"].as_str().unwrap().to_owned(),
-                e["Properties"]["Path"].as_str().unwrap().to_owned(),
-            )
+    let wired: BTreeSet<_> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(|method| (method.to_uppercase(), path.clone()))
         })
         .collect();
     assert_eq!(wired, routes());
@@ -93,6 +92,12 @@ fn assert_conforms(openapi: &Value, method: &str, path: &str, reply: &Reply) {
 }
 
 #[tokio::test]
+async fn responses_match_the_documented_statuses_and_schemas_behind_either_front_door() {
+    for door in FrontDoor::ALL {
+        behind(door, responses_match_the_documented_statuses_and_schemas()).await;
+    }
+}
+
 async fn responses_match_the_documented_statuses_and_schemas() {
     let openapi = yaml("openapi.yaml");
     let (app, _, clock) = app().await;

@@ -1,8 +1,47 @@
-//! The API handler fed the `events/` samples, against DynamoDB Local.
+//! The API handler fed the `events/` samples, against DynamoDB Local: every test twice,
+//! once with the events API Gateway's HTTP API sends (`http_api::`) and once with those of
+//! the function's URL (`function_url::`, from `events/function-url/`).
 
 mod common;
 
 use common::*;
+
+/// Makes each listed `async fn` a test behind each front door.
+macro_rules! behind_both_front_doors {
+    ($($test:ident),* $(,)?) => {
+        mod http_api {
+            $(#[tokio::test]
+            async fn $test() {
+                crate::common::behind(crate::common::FrontDoor::HttpApi, super::$test()).await
+            })*
+        }
+        mod function_url {
+            $(#[tokio::test]
+            async fn $test() {
+                crate::common::behind(crate::common::FrontDoor::FunctionUrl, super::$test()).await
+            })*
+        }
+    };
+}
+
+behind_both_front_doors!(
+    health_answers_ok_without_touching_dynamodb,
+    the_sample_events_walk_a_session_through_its_whole_life_one_request_each,
+    missing_expired_and_malformed_ids_get_the_same_404,
+    a_stale_if_match_gets_412_and_a_current_one_wins,
+    any_json_object_round_trips_exactly_over_http,
+    bad_input_gets_a_clear_4xx_problem,
+    hostile_paths_and_headers_get_a_4xx_before_any_dynamodb_call,
+    an_owners_sessions_are_listed_and_revoked_but_one,
+    unknown_paths_are_404_and_wrong_methods_405,
+    dynamodb_down_is_a_503_with_retry_after,
+    a_listed_handle_revokes_that_session_and_never_another_owners,
+    login_rotation_binds_the_subject,
+    idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests,
+    patch_is_an_rfc_7396_merge_patch_at_every_depth,
+    get_with_touch_true_reads_and_slides_the_idle_expiry_in_one_call,
+    devices_are_stored_listed_kept_across_rotation_and_bounded,
+);
 
 /// The handle of session `id`, as the API shows it.
 fn handle_of(id: &str) -> Value {
@@ -16,7 +55,6 @@ fn handle_of(id: &str) -> Value {
 }
 use serde_json::{Value, json};
 
-#[tokio::test]
 async fn health_answers_ok_without_touching_dynamodb() {
     let (app, counter, _) = app().await;
     let reply = call(&app, &event("health")).await;
@@ -24,7 +62,6 @@ async fn health_answers_ok_without_touching_dynamodb() {
     assert_eq!(counter.take(), 0);
 }
 
-#[tokio::test]
 async fn the_sample_events_walk_a_session_through_its_whole_life_one_request_each() {
     let (app, counter, clock) = app().await;
     let created = call(&app, &event("create-session")).await;
@@ -103,7 +140,6 @@ async fn the_sample_events_walk_a_session_through_its_whole_life_one_request_eac
     assert_eq!(call(&app, &event_for("get-session", &new_id)).await.status, 404);
 }
 
-#[tokio::test]
 async fn missing_expired_and_malformed_ids_get_the_same_404() {
     let (app, counter, clock) = app().await;
     let missing = call(&app, &event("get-session")).await;
@@ -128,7 +164,6 @@ async fn missing_expired_and_malformed_ids_get_the_same_404() {
     }
 }
 
-#[tokio::test]
 async fn a_stale_if_match_gets_412_and_a_current_one_wins() {
     let (app, _, _) = app().await;
     let id = create(&app, "{}").await;
@@ -145,7 +180,6 @@ async fn a_stale_if_match_gets_412_and_a_current_one_wins() {
     assert_eq!(call(&app, &any).await.status, 200);
 }
 
-#[tokio::test]
 async fn any_json_object_round_trips_exactly_over_http() {
     let (app, _, _) = app().await;
     let data = r#"{"":1,"big":1e308,"n":123456789012345678901,"x":1.0,"ключ":{"🔑":[true,null,-0.0]}}"#;
@@ -155,7 +189,6 @@ async fn any_json_object_round_trips_exactly_over_http() {
     assert!(text.contains(&format!(r#""data":{data}"#)), "{text}");
 }
 
-#[tokio::test]
 async fn bad_input_gets_a_clear_4xx_problem() {
     let (app, counter, _) = app().await;
     let id = create(&app, "{}").await;
@@ -299,7 +332,6 @@ async fn bad_input_gets_a_clear_4xx_problem() {
     assert_eq!(counter.take(), 0, "invalid input never reaches DynamoDB");
 }
 
-#[tokio::test]
 async fn hostile_paths_and_headers_get_a_4xx_before_any_dynamodb_call() {
     let (app, counter, _) = app().await;
     let id = create(&app, "{}").await;
@@ -394,7 +426,6 @@ fn with_query(mut event: Value, name: &str, value: &str) -> Value {
     event
 }
 
-#[tokio::test]
 async fn an_owners_sessions_are_listed_and_revoked_but_one() {
     let (app, counter, _) = app().await;
     let mut ids = Vec::new();
@@ -445,7 +476,6 @@ async fn an_owners_sessions_are_listed_and_revoked_but_one() {
     assert_eq!(call(&app, &event_for("get-session", &ids[1])).await.status, 404);
 }
 
-#[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405() {
     let (app, _, _) = app().await;
     let mut unknown = event("health");
@@ -468,7 +498,6 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
     assert_eq!(reply.header("allow"), Some("GET"));
 }
 
-#[tokio::test]
 async fn dynamodb_down_is_a_503_with_retry_after() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -493,7 +522,6 @@ async fn dynamodb_down_is_a_503_with_retry_after() {
     }
 }
 
-#[tokio::test]
 async fn a_listed_handle_revokes_that_session_and_never_another_owners() {
     let (app, counter, _) = app().await;
     let mine = create(&app, r#"{"subject": "user-42"}"#).await;
@@ -502,7 +530,8 @@ async fn a_listed_handle_revokes_that_session_and_never_another_owners() {
     let listed = call(&app, &event("list-subject-sessions")).await;
     let handle = listed.json["sessions"][0]["handle"].as_str().unwrap().to_owned();
     let revoke_sample = event("revoke-subject-session");
-    let sample_handle = revoke_sample["pathParameters"]["handle"].as_str().unwrap().to_owned();
+    // From the path: a function URL sends no path parameters.
+    let sample_handle = revoke_sample["rawPath"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
     assert_eq!(
         Value::String(sample_handle.clone()),
         handle_of(SAMPLE_ID),
@@ -545,7 +574,6 @@ async fn a_listed_handle_revokes_that_session_and_never_another_owners() {
     assert_eq!((malformed.status, counter.take()), (404, 0));
 }
 
-#[tokio::test]
 async fn login_rotation_binds_the_subject() {
     let (app, _, _) = app().await;
     let anonymous = create(&app, r#"{"data": {"cart": [1]}}"#).await;
@@ -571,7 +599,6 @@ async fn login_rotation_binds_the_subject() {
     assert_eq!(call(&app, &bad).await.status, 422);
 }
 
-#[tokio::test]
 async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests() {
     let (app, counter, _) = app().await;
     let key = "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"";
@@ -636,7 +663,6 @@ async fn idempotency_keys_replay_creates_and_rotations_and_refuse_other_requests
     }
 }
 
-#[tokio::test]
 async fn patch_is_an_rfc_7396_merge_patch_at_every_depth() {
     let (app, counter, _) = app().await;
     let id = create(&app, r#"{"data":{"prefs":{"lang":"en","theme":"dark"},"cart":[1]}}"#).await;
@@ -697,7 +723,6 @@ async fn patch_is_an_rfc_7396_merge_patch_at_every_depth() {
     assert!(merges.iter().all(|s| matches!(s, 200 | 409)), "{merges:?}");
 }
 
-#[tokio::test]
 async fn get_with_touch_true_reads_and_slides_the_idle_expiry_in_one_call() {
     let (app, counter, clock) = app().await;
     let id = create(&app, r#"{"idle_timeout_seconds": 600}"#).await;
@@ -729,7 +754,6 @@ async fn get_with_touch_true_reads_and_slides_the_idle_expiry_in_one_call() {
     assert_eq!(counter.take(), 0);
 }
 
-#[tokio::test]
 async fn devices_are_stored_listed_kept_across_rotation_and_bounded() {
     let (app, _, clock) = app().await;
     let sample: Value = serde_json::from_str(event("create-session-with-device")["body"].as_str().unwrap()).unwrap();

@@ -251,24 +251,31 @@ async fn the_audit_role_allows_exactly_what_the_audit_sends_and_its_stream_needs
 }
 
 #[test]
-fn every_route_requires_iam_authorization() {
+fn every_route_requires_iam_authorization_through_either_front_door() {
     let template = template();
-    let auth = &template["Resources"]["HttpApi"]["Properties"]["Auth"];
-    assert_eq!(auth["EnableIamAuthorizer"].as_bool(), Some(true));
-    assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("AWS_IAM"));
-    let events = template["Resources"]["ApiFunction"]["Properties"]["Events"]
-        .as_mapping()
-        .unwrap();
-    assert_eq!(events.len(), 11, "every route of openapi.yaml");
-    for (name, event) in events {
-        assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{name:?}");
-        assert!(
-            matches!(&event["Properties"]["ApiId"], Value::Tagged(t) if t.value.as_str() == Some("HttpApi")),
-            "{name:?} is on HttpApi"
-        );
-        assert!(
-            event["Properties"].get("Auth").is_none(),
-            "{name:?} must not override the default authorizer"
-        );
+    let resources = &template["Resources"];
+    // HttpApi: IAM is the default authorizer, and no route of its definition overrides it.
+    let api = &resources["HttpApi"]["Properties"];
+    assert_eq!(api["Auth"]["EnableIamAuthorizer"].as_bool(), Some(true));
+    assert_eq!(api["Auth"]["DefaultAuthorizer"].as_str(), Some("AWS_IAM"));
+    let paths = api["DefinitionBody"]["paths"].as_mapping().unwrap();
+    let operations: usize = paths.values().map(|item| item.as_mapping().unwrap().len()).sum();
+    assert_eq!(operations, 11, "every route of openapi.yaml");
+    for (path, item) in paths {
+        for (method, operation) in item.as_mapping().unwrap() {
+            assert!(
+                operation.get("security").is_none(),
+                "{method:?} {path:?} must not override the default authorizer"
+            );
+        }
     }
+    // FunctionUrl: the URL itself is IAM-authorized.
+    let url = &resources["ApiFunctionUrl"];
+    assert_eq!(url["Properties"]["AuthType"].as_str(), Some("AWS_IAM"));
+    assert_eq!(url["Condition"].as_str(), Some("UseFunctionUrl"));
+    assert_eq!(resources["HttpApi"]["Condition"].as_str(), Some("UseHttpApi"));
+    assert!(
+        resources["ApiFunction"]["Properties"].get("Events").is_none(),
+        "routes live in the HTTP API's definition: a function's HttpApi events cannot carry its condition"
+    );
 }

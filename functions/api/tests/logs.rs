@@ -60,8 +60,38 @@ async fn session_ids_never_reach_the_logs_only_their_fingerprints() {
     clock.advance(61);
     call(&app, &event_for("get-session", &ids[2])).await;
     call(&app, &event("revoke-subject-sessions")).await;
+    // Through a function URL, which keeps no access log: the function's line is it.
+    ids.push(create(&app, "{}").await);
+    call(&app, &event_for_through(FrontDoor::FunctionUrl, "touch-session", &ids[3])).await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let last_request: serde_json::Value = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["fields"]["message"] == "request")
+        .last()
+        .expect("a request line");
+    let fields = &last_request["fields"];
+    assert_eq!(
+        (
+            &fields["method"],
+            &fields["route"],
+            &fields["status"],
+            &fields["caller"],
+            &fields["ip"],
+            &fields["request_id"],
+        ),
+        (
+            &"POST".into(),
+            &"/sessions/{id}/touch".into(),
+            &200.into(),
+            &"AROAEXAMPLEROLE".into(),
+            &"203.0.113.10".into(),
+            &"5f0c1d9e-8a7b-4c6d-9e2f-3a4b5c6d7e8f".into(),
+        ),
+        "{last_request}"
+    );
+    assert!(fields["latency_ms"].is_u64(), "{last_request}");
     assert!(text.lines().count() >= 10, "{text}");
     for id in &ids {
         let fingerprint = session_store::SessionId::parse(id).unwrap().fingerprint();

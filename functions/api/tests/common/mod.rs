@@ -26,9 +26,48 @@ pub async fn app() -> (App, RequestCounter, Arc<ManualClock>) {
     )
 }
 
-/// The sample event `events/{name}.json` as JSON.
+/// The front door a request came through, which shapes its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontDoor {
+    /// API Gateway's HTTP API: `events/{name}.json`.
+    HttpApi,
+    /// The api function's URL: `events/function-url/{name}.json`.
+    FunctionUrl,
+}
+
+impl FrontDoor {
+    /// Both front doors.
+    pub const ALL: [FrontDoor; 2] = [FrontDoor::HttpApi, FrontDoor::FunctionUrl];
+
+    /// The folder of this front door's sample events.
+    pub fn events_dir(self) -> std::path::PathBuf {
+        let root = testkit::repo_root().join("events");
+        match self {
+            FrontDoor::HttpApi => root,
+            FrontDoor::FunctionUrl => root.join("function-url"),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The front door whose events `event` loads, for a test run `behind` it.
+    static FRONT_DOOR: FrontDoor;
+}
+
+/// Runs `test` with every event it loads through [`event`] as `door` sends it.
+pub async fn behind<F: std::future::Future>(door: FrontDoor, test: F) -> F::Output {
+    FRONT_DOOR.scope(door, test).await
+}
+
+/// The sample event `{name}.json` as the front door of the running test sends it (the
+/// HTTP API outside [`behind`]), as JSON.
 pub fn event(name: &str) -> Value {
-    let path = testkit::repo_root().join(format!("events/{name}.json"));
+    event_through(FRONT_DOOR.try_with(|door| *door).unwrap_or(FrontDoor::HttpApi), name)
+}
+
+/// The sample event `{name}.json` as `door` sends it, as JSON.
+pub fn event_through(door: FrontDoor, name: &str) -> Value {
+    let path = door.events_dir().join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -36,6 +75,12 @@ pub fn event(name: &str) -> Value {
 /// The sample event aimed at session `id` instead of the sample id.
 pub fn event_for(name: &str, id: &str) -> Value {
     let text = event(name).to_string().replace(SAMPLE_ID, id);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The sample event as `door` sends it, aimed at session `id` instead of the sample id.
+pub fn event_for_through(door: FrontDoor, name: &str, id: &str) -> Value {
+    let text = event_through(door, name).to_string().replace(SAMPLE_ID, id);
     serde_json::from_str(&text).unwrap()
 }
 
@@ -62,7 +107,7 @@ impl Reply {
 
 /// Sends an event through the handler, as the Lambda runtime would.
 pub async fn call(app: &App, event: &Value) -> Reply {
-    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid HTTP API or function URL event");
     let response = api::handle(app, request).await.unwrap();
     let status = response.status().as_u16();
     let json = match response.body() {
