@@ -9,11 +9,14 @@ import uuid
 import httpx
 
 from session_service import Client, ConfigurationError, NotFound, SessionServiceError
-from session_service.signing import default_credentials, sign
+from session_service.signing import SigningConfig, default_credentials, sign
 
 API_URL = os.environ.get("API_URL", "").rstrip("/")
 if not API_URL:
-    sys.exit("usage: API_URL=https://<api-id>.execute-api.<region>.amazonaws.com scripts/smoke")
+    sys.exit(
+        "usage: API_URL=https://<api-id>.execute-api.<region>.amazonaws.com scripts/smoke\n"
+        "   or: API_URL=https://<url-id>.lambda-url.<region>.on.aws scripts/smoke  (FrontDoor=FunctionUrl)"
+    )
 try:
     client = Client(API_URL, timeout=30)
 except ConfigurationError as error:
@@ -47,11 +50,22 @@ def raw_get(path):
 
 
 subject = f"smoke-{uuid.uuid4().hex[:12]}"
+if client.signing is None:
+    print(f"{API_URL}: unsigned (a local service)")
+else:
+    print(f"{API_URL}: SigV4 for {client.signing.service} in {client.signing.region}")
 healthy, error = attempt(client.health)
 check("GET /health -> 200", healthy is True, error)
 if API_URL.startswith("https://"):
     status = httpx.get(f"{API_URL}/health", timeout=30).status_code
     check("unsigned GET /health -> 403 (IAM authorization on)", status == 403, status)
+if client.signing is not None and client.signing.service in ("lambda", "execute-api"):
+    # A signature for the other front door's service is refused: the host decides.
+    other = "execute-api" if client.signing.service == "lambda" else "lambda"
+    url = f"{API_URL}/health"
+    headers = sign("GET", url, {}, b"", credentials=default_credentials(), config=SigningConfig(other, client.signing.region))
+    status = httpx.get(url, headers=headers, timeout=30).status_code
+    check(f"GET /health signed for {other} -> 403", status == 403, status)
 
 created, error = attempt(lambda: client.create({"smoke": True}, subject=subject))
 if not check("POST /sessions -> 201", created is not None and len(created.id) == 43, error):

@@ -43,12 +43,24 @@ fn every_route_has_a_sample_request_behind_each_front_door() {
 #[test]
 fn every_function_url_sample_is_its_http_api_twin_as_a_function_url_sends_it() {
     let twins = samples(FrontDoor::HttpApi);
-    assert_eq!(samples(FrontDoor::FunctionUrl), twins, "a function URL sample for every HTTP API sample");
+    assert_eq!(
+        samples(FrontDoor::FunctionUrl),
+        twins,
+        "a function URL sample for every HTTP API sample"
+    );
     for name in &twins {
         let api = event_through(FrontDoor::HttpApi, name);
         let url = event_through(FrontDoor::FunctionUrl, name);
         // The request itself is the same.
-        for field in ["version", "rawPath", "rawQueryString", "queryStringParameters", "cookies", "body", "isBase64Encoded"] {
+        for field in [
+            "version",
+            "rawPath",
+            "rawQueryString",
+            "queryStringParameters",
+            "cookies",
+            "body",
+            "isBase64Encoded",
+        ] {
             assert_eq!(url.get(field), api.get(field), "{name}: {field}");
         }
         let context = &url["requestContext"];
@@ -62,15 +74,26 @@ fn every_function_url_sample_is_its_http_api_twin_as_a_function_url_sends_it() {
         assert_eq!(url["routeKey"], "$default", "{name}");
         assert_eq!(context["routeKey"], "$default", "{name}");
         assert_eq!(context["stage"], "$default", "{name}");
-        assert!(url["pathParameters"].is_null() && url["stageVariables"].is_null(), "{name}");
+        assert!(
+            url["pathParameters"].is_null() && url["stageVariables"].is_null(),
+            "{name}"
+        );
         let url_id = context["apiId"].as_str().unwrap();
         assert!(
             url_id.len() == 32 && url_id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
             "{name}: a URL id is 32 lowercase letters and digits"
         );
-        let region = api["requestContext"]["domainName"].as_str().unwrap().split('.').nth(2).unwrap();
+        let region = api["requestContext"]["domainName"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(2)
+            .unwrap();
         let host = format!("{url_id}.lambda-url.{region}.on.aws");
-        assert_eq!((context["domainName"].as_str(), context["domainPrefix"].as_str()), (Some(host.as_str()), Some(url_id)));
+        assert_eq!(
+            (context["domainName"].as_str(), context["domainPrefix"].as_str()),
+            (Some(host.as_str()), Some(url_id))
+        );
         let mut headers = url["headers"].clone();
         assert_eq!(headers["host"].as_str(), Some(host.as_str()), "{name}");
         headers["host"] = api["headers"]["host"].clone();

@@ -531,7 +531,13 @@ async fn a_listed_handle_revokes_that_session_and_never_another_owners() {
     let handle = listed.json["sessions"][0]["handle"].as_str().unwrap().to_owned();
     let revoke_sample = event("revoke-subject-session");
     // From the path: a function URL sends no path parameters.
-    let sample_handle = revoke_sample["rawPath"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let sample_handle = revoke_sample["rawPath"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         Value::String(sample_handle.clone()),
         handle_of(SAMPLE_ID),

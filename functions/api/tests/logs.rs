@@ -62,14 +62,17 @@ async fn session_ids_never_reach_the_logs_only_their_fingerprints() {
     call(&app, &event("revoke-subject-sessions")).await;
     // Through a function URL, which keeps no access log: the function's line is it.
     ids.push(create(&app, "{}").await);
-    call(&app, &event_for_through(FrontDoor::FunctionUrl, "touch-session", &ids[3])).await;
+    call(
+        &app,
+        &event_for_through(FrontDoor::FunctionUrl, "touch-session", &ids[3]),
+    )
+    .await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let last_request: serde_json::Value = text
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|line| line["fields"]["message"] == "request")
-        .last()
+        .rfind(|line| line["fields"]["message"] == "request")
         .expect("a request line");
     let fields = &last_request["fields"];
     assert_eq!(

@@ -122,12 +122,50 @@ fn alarmed(template: &Yaml) -> Vec<(String, Published)> {
 /// Each (metric, dimension names) a dashboard widget shows from the functions'
 /// namespace: metric arrays, and `SEARCH('{namespace,Dim} MetricName="Name"', ...)`.
 fn shown(template: &Yaml) -> Vec<Published> {
+    let mut out = Vec::new();
+    for body in dashboard_bodies(template) {
+        shown_in(&body, &mut out);
+    }
+    out
+}
+
+/// The dashboard's body for each choice of its `!Sub` variables' `!If` branches (the front
+/// door's widget), as JSON.
+fn dashboard_bodies(template: &Yaml) -> Vec<Value> {
     let body = &template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"];
     let Yaml::Tagged(sub) = body else {
         panic!("the dashboard body is a !Sub")
     };
-    let body: Value = serde_json::from_str(sub.value.as_str().unwrap()).expect("the dashboard body is JSON");
-    let mut out = Vec::new();
+    let (text, variables) = match &sub.value {
+        Yaml::String(text) => (text.clone(), None),
+        Yaml::Sequence(parts) => (parts[0].as_str().unwrap().to_owned(), parts[1].as_mapping()),
+        other => panic!("the dashboard body's !Sub is {other:?}"),
+    };
+    let mut bodies = vec![text];
+    for (name, value) in variables.into_iter().flatten() {
+        let placeholder = format!("${{{}}}", name.as_str().unwrap());
+        let Yaml::Tagged(choice) = value else {
+            panic!("{placeholder} is an !If")
+        };
+        let branches: Vec<String> = choice.value.as_sequence().unwrap()[1..]
+            .iter()
+            .map(|branch| match branch {
+                Yaml::Tagged(sub) => sub.value.as_str().unwrap().to_owned(),
+                other => other.as_str().unwrap().to_owned(),
+            })
+            .collect();
+        bodies = bodies
+            .iter()
+            .flat_map(|body| branches.iter().map(|branch| body.replace(&placeholder, branch)))
+            .collect();
+    }
+    bodies
+        .iter()
+        .map(|body| serde_json::from_str(body).expect("the dashboard body is JSON"))
+        .collect()
+}
+
+fn shown_in(body: &Value, out: &mut Vec<Published>) {
     for widget in body["widgets"].as_array().unwrap() {
         for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
             let row = row.as_array().unwrap();
@@ -149,7 +187,6 @@ fn shown(template: &Yaml) -> Vec<Published> {
             }
         }
     }
-    out
 }
 
 #[tokio::test]
