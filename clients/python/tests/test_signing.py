@@ -79,7 +79,15 @@ def test_aws_sigv4_test_suite(case: dict) -> None:
     assert headers["Authorization"] == case["authorization"]
 
 
-def test_the_client_signs_the_bytes_it_sends_with_the_session_token() -> None:
+@pytest.mark.parametrize(
+    "url, service, region",
+    [
+        ("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod", "execute-api", "eu-west-1"),
+        ("https://q7xkd2m4vjz6hbn3c5wt8rypfg2lse4a.lambda-url.us-east-2.on.aws/prod", "lambda", "us-east-2"),
+    ],
+    ids=["http-api", "function-url"],
+)
+def test_the_client_signs_the_bytes_it_sends_with_the_session_token(url: str, service: str, region: str) -> None:
     seen: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -89,7 +97,6 @@ def test_the_client_signs_the_bytes_it_sends_with_the_session_token() -> None:
         return httpx.Response(200, json={"sessions": [], "next_cursor": None})
 
     credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token="TOKEN/+=")
-    url = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod"
     with Client(url, credentials=credentials, transport=httpx.MockTransport(answer)) as client:
         client.list_sessions("user/42 ü", limit=5, cursor="a b/c")
         with pytest.raises(NotFound):
@@ -99,7 +106,7 @@ def test_the_client_signs_the_bytes_it_sends_with_the_session_token() -> None:
     for request in seen:
         assert request.headers["x-amz-security-token"] == "TOKEN/+="
         assert request.headers["authorization"].startswith(
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/" + request.headers["x-amz-date"][:8] + "/eu-west-1/execute-api/"
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/" + request.headers["x-amz-date"][:8] + f"/{region}/{service}/"
         )
     assert "if-match" in put.headers["authorization"] and "x-amz-security-token" in put.headers["authorization"]
     # Re-sign what went on the wire, at the same instant: the same signature.
@@ -109,7 +116,7 @@ def test_the_client_signs_the_bytes_it_sends_with_the_session_token() -> None:
     with mock.patch("botocore.auth.get_current_datetime", return_value=now):
         again = sign(
             "PUT", str(put.url), wire, put.content, credentials=credentials,
-            config=SigningConfig("execute-api", "eu-west-1"),
+            config=SigningConfig(service, region),
         )
     assert again["Authorization"] == put.headers["authorization"]
     assert put.content == '{"data":{"ü":"ß","z":1}}'.encode()
