@@ -119,3 +119,19 @@ async fn a_retried_create_is_the_same_callers_through_either_front_door() {
     assert_ne!(theirs.json["id"], first.json["id"]);
     assert_ne!(theirs.json["id"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_body_the_function_url_sends_base64_encoded_is_read_as_its_bytes() {
+    // A function URL base64-encodes a body whose content type it does not take for text;
+    // `application/merge-patch+json` may be one.
+    use base64::Engine as _;
+    let (app, _, _) = app().await;
+    let id = create(&app, r#"{"data": {"theme": "dark"}}"#).await;
+    let mut merge = event_for_through(FrontDoor::FunctionUrl, "merge-session", &id);
+    let body = merge["body"].as_str().unwrap().to_owned();
+    merge["body"] = base64::engine::general_purpose::STANDARD.encode(&body).into();
+    merge["isBase64Encoded"] = true.into();
+    let merged = call(&app, &merge).await;
+    assert_eq!(merged.status, 200, "{}", merged.json);
+    assert_eq!(merged.json["data"], json!({"locale": "de-CH"}), "{}", merged.json);
+}
