@@ -1,5 +1,6 @@
 //! The session API: routing and handlers as plain async functions over an
-//! [`App`], so tests call them with the same events API Gateway sends.
+//! [`App`], so tests call them with the same events API Gateway's HTTP API and a
+//! function URL send (payload 2.0).
 
 pub mod problem;
 pub mod routes;
