@@ -3,11 +3,9 @@
 //! with libFuzzer; `cargo test -p fuzz-targets` runs them over the seeds in `seeds/`
 //! and random inputs on every CI run.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
@@ -135,8 +133,8 @@ pub fn request(input: &[u8]) {
     }
 }
 
-/// Property: any JSON object a client may store round-trips exactly through the
-/// session data codec and the whole DynamoDB item codec.
+/// Property: any JSON object a client may store round-trips exactly through a
+/// sealed document and the whole DynamoDB item codec, and opens with its own id only.
 pub fn data_codec(input: &[u8]) {
     let Ok(text) = std::str::from_utf8(input) else {
         return;
@@ -144,25 +142,12 @@ pub fn data_codec(input: &[u8]) {
     let Ok(data) = SessionData::from_json(text) else {
         return;
     };
-    let AttributeValue::M(stored) = data.to_attribute() else {
-        panic!("data is stored as a map");
-    };
-    let strings: HashMap<String, String> = stored
-        .into_iter()
-        .map(|(k, v)| (k, v.as_s().expect("each value is stored as text").clone()))
-        .collect();
-    let AttributeValue::L(order) = data.order_attribute() else {
-        panic!("the key order is stored as a list");
-    };
-    let order: Vec<String> = order
-        .iter()
-        .map(|v| v.as_s().expect("each entry is text").clone())
-        .collect();
-    assert_eq!(
-        SessionData::from_stored(strings, &order).as_ref(),
-        Some(&data),
-        "{text}"
-    );
+    let id = SessionId::generate().expect("OS randomness");
+    let sealed = session_store::seal::seal(&id, data.as_json().as_bytes()).expect("OS randomness");
+    let opened = session_store::seal::open(&id, &sealed).expect("a document opens with its id");
+    assert_eq!(SessionData::from_document(opened).as_ref(), Some(&data), "{text}");
+    let other = SessionId::generate().expect("OS randomness");
+    assert!(session_store::seal::open(&other, &sealed).is_err(), "{text}");
     let json = serde_json::to_string(&data).expect("data serializes");
     assert_eq!(SessionData::from_json(&json).ok().as_ref(), Some(&data), "{text}");
 
@@ -172,7 +157,7 @@ pub fn data_codec(input: &[u8]) {
         ..Default::default()
     };
     let Ok(session) = Session::create(
-        &SessionId::generate().expect("OS randomness"),
+        &id,
         "family".into(),
         request,
         &config.limits,
@@ -180,6 +165,7 @@ pub fn data_codec(input: &[u8]) {
     ) else {
         return; // over the size limit: refused before it is stored
     };
-    let decoded = item::decode(item::encode(&session, None, "write", &config)).expect("a stored session decodes");
-    assert_eq!(decoded.session, session, "{text}");
+    let item = item::encode(&session, &id, None, "write", &config).expect("OS randomness");
+    let decoded = item::decode(item).expect("a stored session decodes");
+    assert_eq!(decoded.open(&id).expect("it opens with its id"), session, "{text}");
 }

@@ -1,8 +1,9 @@
 //! Configuration, read once at start-up from the environment.
 
 /// The hard ceiling for `SESSION_MAX_DATA_BYTES`: DynamoDB items are at most 400 KB
-/// (409,600 bytes), and the rest of the item (the data map's own 3 bytes, handle,
-/// timestamps, attribute names: under 1 KB) needs room too.
+/// (409,600 bytes). The sealed document is at most the data's text and 30 bytes
+/// (`crate::seal::OVERHEAD`; compression only keeps what is smaller), and the rest of
+/// the item (handle, owner, device, timestamps, attribute names: under 8 KB) needs room too.
 pub const DATA_BYTES_CEILING: usize = 380_000;
 
 /// The hard ceiling for every timeout, in seconds: 400 days, the longest lifetime
@@ -88,7 +89,7 @@ pub struct Limits {
     /// A touch that would move the expiry by less than this is not written
     /// (`SESSION_TOUCH_STEP_SECONDS`, 60), unless the session would expire within it.
     pub touch_step: u32,
-    /// Largest encoded size of a session's data (`SESSION_MAX_DATA_BYTES`, 65536).
+    /// Largest session data, in bytes of its compact JSON text (`SESSION_MAX_DATA_BYTES`, 65536).
     pub max_data_bytes: usize,
 }
 

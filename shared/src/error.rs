@@ -12,7 +12,7 @@ use crate::id::RandomnessError;
 /// A request the session rules refuse, whatever the store's state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    /// The data's encoded size is over the configured limit.
+    /// The data's JSON text is over the configured limit.
     #[error("session data is {size} bytes; the limit is {limit} bytes")]
     DataTooLarge {
         /// Encoded size of the data.
@@ -45,6 +45,10 @@ pub enum ValidationError {
     /// A device's `ip` is not an IPv4 or IPv6 address.
     #[error("device.ip must be an IPv4 or IPv6 address")]
     DeviceIp,
+    /// Session data holds an object that does not parse (its parts were each
+    /// validated, so this is a bug, not a request to correct).
+    #[error(transparent)]
+    Unmergeable(#[from] crate::data::Unmergeable),
     /// An `Idempotency-Key` that is too short, too long or not visible ASCII.
     #[error("Idempotency-Key must be 16 to 255 visible ASCII characters (a UUID, say): it must be unguessable")]
     IdempotencyKey,
@@ -94,6 +98,10 @@ pub enum StoreError {
     /// An item in the table is not a session this code can read.
     #[error("stored item is not a valid session")]
     Corrupt(#[source] Option<serde_dynamo::Error>),
+    /// A session's stored document does not open with its id (altered, moved from
+    /// another item, an unknown format): its data is never served.
+    #[error("the session's stored data does not open")]
+    Unreadable(#[source] crate::seal::Unopenable),
     /// DynamoDB left part of a batch unprocessed after every retry.
     #[error("DynamoDB left {unprocessed} keys of a batch unprocessed")]
     Busy {

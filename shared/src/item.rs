@@ -3,26 +3,32 @@
 //! Besides the session's own fields the item carries what the store and the
 //! sweeper need to act in one request: `slide_until` (the last second at which
 //! activity still slides the expiry by the whole idle timeout, so a single
-//! conditional `UpdateItem` can slide it), `data_bytes` (for the size limit on
-//! merges), and the expiry-index key `expiry_shard` / `expiry_bucket`. The
-//! bucket is a lower bound of the expiry that touches leave alone, so touches
-//! never rewrite the index; the sweeper re-buckets what it finds still live.
+//! conditional `UpdateItem` can slide it) and the expiry-index key `expiry_shard` /
+//! `expiry_bucket`. The bucket is a lower bound of the expiry that touches leave
+//! alone, so touches never rewrite the index; the sweeper re-buckets what it finds
+//! still live.
 //!
 //! The key is the session's [`Handle`], never its id: no item, index entry or
-//! stream record holds a bearer token. `write_token` names the last data write,
-//! so a write whose response was lost, retried by the SDK and refused by its own
+//! stream record holds a bearer token. The data is one binary attribute, `doc`,
+//! sealed under a key derived from the id (`crate::seal`): only a caller holding
+//! the id reads it. What listings, the cap, the sweeper and the audit need (owner,
+//! device, times) stays readable. `write_token` names the last data write, so a
+//! write whose response was lost, retried by the SDK and refused by its own
 //! condition, can recognise that it was committed after all.
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
+use tracing::error;
 
 use crate::config::Config;
 use crate::data::SessionData;
 use crate::device::Device;
 use crate::error::StoreError;
-use crate::id::Handle;
+use crate::id::{Handle, RandomnessError, SessionId};
+use crate::seal;
 use crate::model::{Session, Subject, Timestamp, expiry_bucket};
 
 /// Attribute names of a session item.
@@ -35,14 +41,8 @@ pub mod attr {
     pub const WRITE_TOKEN: &str = "write_token";
     /// Owner (absent for anonymous sessions).
     pub const SUBJECT: &str = "subject";
-    /// Map from `_`-prefixed data keys to their JSON text.
-    pub const DATA: &str = "data";
-    /// The data keys' order: a list of entries replayed on read (`crate::data`).
-    pub const DATA_KEYS: &str = "data_keys";
-    /// Entries `data_keys` may hold before a PATCH must compact it with a full write.
-    pub const DATA_KEYS_MAX: &str = "data_keys_max";
-    /// Upper bound of the data's encoded size.
-    pub const DATA_BYTES: &str = "data_bytes";
+    /// The data, sealed (`crate::seal`): a binary attribute.
+    pub const DOCUMENT: &str = "doc";
     /// The device (a map of `user_agent`, `ip`, `label`), when the caller named one.
     pub const DEVICE: &str = "device";
     /// Creation time, epoch seconds (kept across rotations).
@@ -68,11 +68,15 @@ pub mod attr {
 /// Index of sessions by coarse expiry bucket, sharded (keys only).
 pub const EXPIRY_INDEX: &str = "expiry-index";
 
-/// A session as stored, with the expiry-index bucket it is filed under.
+/// A session as stored, with the expiry-index bucket it is filed under. Its data
+/// is sealed: `session.data` is empty until [`Record::open`] opens the document with
+/// the session's id.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// The session.
+    /// The session, its data not yet opened.
     pub session: Session,
+    /// The sealed data (absent from a projection that leaves it out).
+    pub document: Option<Vec<u8>>,
     /// The expiry-index bucket the item is filed under (at or before its expiry).
     pub expiry_bucket: i64,
     /// Token of the write that left the item as it is.
@@ -87,12 +91,6 @@ struct StoredSession {
     write_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<String>,
-    #[serde(default)]
-    data: HashMap<String, String>,
-    #[serde(default, skip_serializing)]
-    data_keys: Vec<String>,
-    #[serde(default)]
-    data_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     device: Option<Device>,
     created_at: i64,
@@ -106,22 +104,23 @@ struct StoredSession {
     expiry_bucket: i64,
 }
 
-/// The item for `session`, filed under `bucket` (its own expiry's bucket when `None`),
-/// written by the write named `write_token`.
+/// The item for `session`, whose id is `id`, its data sealed under that id, filed
+/// under `bucket` (its own expiry's bucket when `None`), written by the write named
+/// `write_token`.
 pub fn encode(
     session: &Session,
+    id: &SessionId,
     bucket: Option<i64>,
     write_token: &str,
     config: &Config,
-) -> HashMap<String, AttributeValue> {
+) -> Result<HashMap<String, AttributeValue>, RandomnessError> {
+    debug_assert_eq!(session.handle, id.handle(), "a session is sealed under its own id");
+    let document = seal::seal(id, session.data.as_json().as_bytes())?;
     let stored = StoredSession {
         handle: session.handle.as_str().to_owned(),
         family: session.family.clone(),
         write_token: Some(write_token.to_owned()),
         subject: session.subject.as_ref().map(|s| s.as_str().to_owned()),
-        data: HashMap::new(),
-        data_keys: Vec::new(),
-        data_bytes: session.data.encoded_size() as u64,
         device: session.device.clone(),
         created_at: session.created_at.0,
         updated_at: session.updated_at.0,
@@ -135,17 +134,18 @@ pub fn encode(
     };
     let mut item: HashMap<String, AttributeValue> =
         serde_dynamo::to_item(stored).expect("a StoredSession always serializes to an item");
-    item.insert(attr::DATA.into(), session.data.to_attribute());
-    item.insert(attr::DATA_KEYS.into(), session.data.order_attribute());
-    item.insert(
-        attr::DATA_KEYS_MAX.into(),
-        AttributeValue::N(session.data.order_limit().to_string()),
-    );
-    item
+    item.insert(attr::DOCUMENT.into(), AttributeValue::B(Blob::new(document)));
+    Ok(item)
 }
 
-/// Reads a session item (or a projection of one without `data`).
-pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
+/// Reads a session item (or a projection of one without its document), its data
+/// left sealed.
+pub fn decode(mut item: HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
+    let document = match item.remove(attr::DOCUMENT) {
+        None => None,
+        Some(AttributeValue::B(blob)) => Some(blob.into_inner()),
+        Some(_) => return Err(StoreError::Corrupt(None)),
+    };
     let stored: StoredSession = serde_dynamo::from_item(item)?;
     let corrupt = || StoreError::Corrupt(None);
     let session = Session {
@@ -156,7 +156,7 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
             .map(|s| Subject::parse(&s))
             .transpose()
             .map_err(|_| corrupt())?,
-        data: SessionData::from_stored(stored.data, &stored.data_keys).ok_or_else(corrupt)?,
+        data: SessionData::default(),
         device: stored.device,
         created_at: Timestamp(stored.created_at),
         updated_at: Timestamp(stored.updated_at),
@@ -167,9 +167,34 @@ pub fn decode(item: HashMap<String, AttributeValue>) -> Result<Record, StoreErro
     };
     Ok(Record {
         session,
+        document,
         expiry_bucket: stored.expiry_bucket,
         write_token: stored.write_token,
     })
+}
+
+impl Record {
+    /// The session with its data, opened with its id `id`. A document that does not
+    /// open (another id's, altered, or missing) is [`StoreError::Unreadable`], logged
+    /// at ERROR with the handle's fingerprint (never the id).
+    pub fn open(self, id: &SessionId) -> Result<Session, StoreError> {
+        let mut session = self.session;
+        let data = self
+            .document
+            .ok_or(seal::Unopenable)
+            .and_then(|sealed| seal::open(id, &sealed))
+            .and_then(|text| SessionData::from_document(text).ok_or(seal::Unopenable));
+        match data {
+            Ok(data) => {
+                session.data = data;
+                Ok(session)
+            }
+            Err(unopenable) => {
+                error!(session = %session.handle.fingerprint(), "the stored session document does not open");
+                Err(StoreError::Unreadable(unopenable))
+            }
+        }
+    }
 }
 
 /// Reads a session item in the form Lambda's DynamoDB stream events carry it.
@@ -186,7 +211,6 @@ pub fn key(handle: &Handle) -> HashMap<String, AttributeValue> {
 mod tests {
     use super::*;
     use crate::config::Limits;
-    use crate::id::SessionId;
     use crate::model::NewSession;
 
     #[test]
@@ -206,15 +230,19 @@ mod tests {
             Timestamp(1_800_000_000),
         )
         .unwrap();
-        let item = encode(&session, None, "w1", &config);
+        let item = encode(&session, &id, None, "w1", &config).unwrap();
         assert!(!format!("{item:?}").contains(id.as_str()), "the id is never stored");
+        assert!(matches!(&item[attr::DOCUMENT], AttributeValue::B(_)), "the data is one sealed binary");
         assert!(
             matches!(&item[attr::EXPIRES_AT], AttributeValue::N(n) if n == "1800001800"),
             "TTL is a Number"
         );
         assert!(matches!(&item[attr::EXPIRY_BUCKET], AttributeValue::N(n) if n == "1800001800"));
-        let record = decode(item).unwrap();
-        assert_eq!(record.session, session);
+        let record = decode(item.clone()).unwrap();
         assert_eq!(record.write_token.as_deref(), Some("w1"));
+        assert!(record.session.data.is_empty(), "sealed until opened");
+        assert_eq!(record.open(&id).unwrap(), session);
+        let other = SessionId::generate().unwrap();
+        assert!(matches!(decode(item).unwrap().open(&other), Err(StoreError::Unreadable(_))));
     }
 }

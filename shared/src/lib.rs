@@ -1,7 +1,8 @@
 //! The session store shared by the `api`, `sweeper` and `audit` functions.
 //!
 //! - [`model`]: the session, its expiry rules and the changes a request can make.
-//! - [`data`]: the session's JSON data and its lossless storage format.
+//! - [`data`]: the session's JSON data and RFC 7396 merges of it.
+//! - [`seal`]: the data at rest: compressed, sealed under a key derived from the id.
 //! - [`id`]: session ids (256 bits of OS randomness) and the handles that stand for them at rest.
 //! - [`item`]: how a session is laid out as an item of the sessions table.
 //! - [`store`]: the DynamoDB store, one request per single-session operation.
@@ -20,6 +21,7 @@ pub mod id;
 pub mod item;
 pub mod model;
 pub mod registry;
+pub mod seal;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod store;

@@ -218,7 +218,7 @@ pub enum Change {
         /// The new idle timeout, if any.
         idle_timeout_seconds: Option<u32>,
     },
-    /// PATCH: set or remove top-level data keys.
+    /// PATCH: an RFC 7396 merge patch of the data.
     Merge(DataPatch),
     /// Touch: slide the idle expiry only.
     Touch,
@@ -250,7 +250,7 @@ fn timeout(requested: Option<u32>, default: u32, max: u32, field: &'static str) 
 
 /// Checks data against the size limit.
 pub fn check_data_size(data: &SessionData, limits: &Limits) -> Result<(), ValidationError> {
-    let size = data.encoded_size();
+    let size = data.size();
     if size > limits.max_data_bytes {
         return Err(ValidationError::DataTooLarge {
             size,
@@ -339,7 +339,7 @@ impl Session {
                 next.version += 1;
             }
             Change::Merge(patch) => {
-                next.data.apply(patch);
+                next.data.apply(patch)?;
                 next.version += 1;
             }
         }

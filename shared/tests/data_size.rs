@@ -1,36 +1,51 @@
-//! The data limit is DynamoDB's own item-size formula ("DynamoDB item sizes and
-//! formats"): data that fills the limit at its ceiling, in any shape (tens of
-//! thousands of tiny keys, a few large values, multi-byte text), is stored by
-//! DynamoDB Local through every write path without a ValidationException; one
-//! byte more is refused by the store before any request.
+//! The data limit counts the data's compact JSON text, and the sealed document
+//! (compressed only when that is smaller) is at most 30 bytes more: data that fills
+//! the limit at its ceiling, in any shape (tens of thousands of tiny keys, a few large
+//! values, multi-byte text, text DEFLATE can hardly shrink), is stored by DynamoDB
+//! Local through every write path without a ValidationException; one byte more is
+//! refused by the store before any request.
 
 use proptest::prelude::*;
 use session_store::config::DATA_BYTES_CEILING;
+use session_store::item::attr;
+use session_store::seal::OVERHEAD;
 use session_store::{DataPatch, DynamoStore, NewSession, SessionData, StoreError, Timestamp, ValidationError};
 use session_testkit as testkit;
 
-/// `keys` keys of at least `key_len` characters whose entries (in the map 1 byte, `_`,
-/// key, value text; in the key order 1 byte, `_`, key) add up to exactly `size` bytes;
-/// values are strings of `x`, or of
-/// two-byte `é` with one `x` for an odd remainder.
+/// `keys` keys of at least `key_len` characters whose JSON text is exactly `size`
+/// bytes; values are pseudo-random letters and digits, or two-byte letters (`À` to
+/// `ʯ`) with one ASCII letter for an odd remainder, so compression saves little.
 fn filled(keys: usize, key_len: usize, multibyte: bool, size: usize) -> SessionData {
     let names: Vec<String> = (0..keys).map(|i| format!("{i:0key_len$x}")).collect();
-    let base: usize = names.iter().map(|k| 2 + k.len() + 2 + 2 + k.len()).sum();
+    // The braces, the commas, and per key `"key":""`.
+    let base = 2 + (keys - 1) + names.iter().map(|k| k.len() + 5).sum::<usize>();
     assert!(base <= size, "{keys} keys of {key_len} do not fit in {size}");
     let (each, mut rest) = ((size - base) / keys, (size - base) % keys);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ keys as u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut object = serde_json::Map::new();
     for name in names {
         let mut bytes = each + std::mem::take(&mut rest);
-        let mut text = String::new();
+        let mut text = String::with_capacity(bytes);
         if multibyte {
-            text.push_str(&"é".repeat(bytes / 2));
+            for _ in 0..bytes / 2 {
+                text.push(char::from_u32(0xC0 + next(0x2B0 - 0xC0) as u32).unwrap());
+            }
             bytes %= 2;
         }
-        text.push_str(&"x".repeat(bytes));
+        for _ in 0..bytes {
+            text.push(char::from(ALNUM[next(ALNUM.len() as u64) as usize]));
+        }
         object.insert(name, serde_json::Value::String(text));
     }
     let data = SessionData::from_json(&serde_json::Value::Object(object).to_string()).unwrap();
-    assert_eq!(data.encoded_size(), size);
+    assert_eq!(data.size(), size);
     data
 }
 
@@ -58,8 +73,11 @@ async fn at_the_ceiling(store: &DynamoStore, data: SessionData) {
     let created = store.create(request, None, now).await.unwrap();
     let read = store.get(&created.id, now).await.unwrap();
     assert_eq!(read.data, data, "PutItem at the limit");
+    let item = testkit::raw_item(store, &created.id).await.unwrap();
+    let stored = item[attr::DOCUMENT].as_b().unwrap().as_ref().len();
+    assert!(stored <= data.size() + OVERHEAD, "{stored} bytes sealed");
     let replaced = store.replace(&created.id, data.clone(), None, None, now).await.unwrap();
-    assert_eq!(replaced.data, data, "UpdateItem at the limit");
+    assert_eq!(replaced.data, data, "PUT at the limit");
     let merged = store
         .merge(&created.id, rewrite_first(&data, 0), None, now)
         .await
@@ -89,9 +107,8 @@ fn data_filling_the_ceiling_in_any_shape_is_stored() {
     let store = runtime
         .block_on(testkit::store(|c| c.limits.max_data_bytes = DATA_BYTES_CEILING))
         .0;
-    // Nearly the most keys that fit (4 hex digits, `"x"` values, 15 bytes a key):
-    // 25,333 keys, which a count of keys and values alone would take for 177,331 bytes.
-    runtime.block_on(at_the_ceiling(&store, filled(25_333, 4, false, DATA_BYTES_CEILING)));
+    // Nearly the most keys that fit (4 hex digits, one-letter values, 11 bytes a key).
+    runtime.block_on(at_the_ceiling(&store, filled(34_000, 4, false, DATA_BYTES_CEILING)));
     let config = ProptestConfig {
         cases: 6,
         failure_persistence: None,

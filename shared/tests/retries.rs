@@ -61,13 +61,13 @@ async fn a_conditional_write_whose_response_was_lost_is_no_false_412_and_applies
     let store = store(&faults).await;
     let now = Timestamp::now();
     let s = store.create(NewSession::default(), None, now).await.unwrap();
-    faults.lose_response("UpdateItem", "", 1);
+    faults.lose_response("PutItem", "", 1);
     let data = SessionData::from_json(r#"{"cart":[1]}"#).unwrap();
     let replaced = store.replace(&s.id, data.clone(), None, Some(&[1]), now).await.unwrap();
     assert_eq!(faults.lost(), 1);
     assert_eq!((replaced.version, &replaced.data), (2, &data));
 
-    faults.lose_response("UpdateItem", "", 1);
+    faults.lose_response("PutItem", "", 1);
     let patch: DataPatch = serde_json::from_str(r#"{"theme":"dark"}"#).unwrap();
     let merged = store.merge(&s.id, patch, None, now).await.unwrap();
     assert_eq!(faults.lost(), 2);

@@ -39,7 +39,7 @@ async fn load(store: &DynamoStore, n: usize, idle: u32, now: Timestamp) -> Resul
             let id = SessionId::generate()?;
             let session = Session::create(&id, random_token()?, request.clone(), &store.config().limits, now)?;
             let put = PutRequest::builder()
-                .set_item(Some(encode(&session, None, "load", store.config())))
+                .set_item(Some(encode(&session, &id, None, "load", store.config())?))
                 .build()?;
             batch.push(WriteRequest::builder().put_request(put).build());
         }

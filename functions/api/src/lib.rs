@@ -67,6 +67,9 @@ enum Counted {
     Rotated { evicted: u32 },
     /// A read found the session expired (`ExpiredReads`).
     ExpiredRead,
+    /// A session's stored data did not open with its id (`UnreadableSessions`): altered
+    /// or moved at rest. Answered with a 500.
+    Unreadable,
     /// Sessions were revoked (`SessionsRevoked`), by cause: `logout` (its holder
     /// deleted it), `revoke_one` (its owner revoked it by handle), `revoke_all`.
     Revoked(&'static str, u64),
@@ -158,6 +161,9 @@ fn emit_metrics(app: &App, method: &Method, route: &str, status: u16, started: I
         Some(Counted::ExpiredRead) => {
             document.count(BY_FUNCTION, "ExpiredReads", 1);
         }
+        Some(Counted::Unreadable) => {
+            document.count(BY_FUNCTION, "UnreadableSessions", 1);
+        }
         Some(Counted::Revoked(cause, revoked)) => {
             document
                 .dimension("Cause", cause)
@@ -182,12 +188,12 @@ async fn route_to(app: &App, method: &Method, target: Target, request: &Request,
         ("GET", Health) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         ("POST", Sessions) => create(app, request, tally).await,
         ("GET", Session(id)) => get(app, &known(id)?, request, tally).await,
-        ("PUT", Session(id)) => replace(app, &known(id)?, request).await,
-        ("PATCH", Session(id)) => merge(app, &known(id)?, request).await,
+        ("PUT", Session(id)) => replace(app, &known(id)?, request, tally).await,
+        ("PATCH", Session(id)) => merge(app, &known(id)?, request, tally).await,
         ("DELETE", Session(id)) => delete(app, &known(id)?, tally).await,
-        ("POST", Touch(id)) => touch(app, &known(id)?).await,
+        ("POST", Touch(id)) => touch(app, &known(id)?, tally).await,
         ("POST", Rotate(id)) => rotate(app, &known(id)?, request, tally).await,
-        ("GET", SubjectSessions(subject)) => list(app, &subject_of(subject)?, request).await,
+        ("GET", SubjectSessions(subject)) => list(app, &subject_of(subject)?, request, tally).await,
         ("DELETE", SubjectSessions(subject)) => revoke(app, &subject_of(subject)?, request, tally).await,
         ("DELETE", SubjectSession(subject, handle)) => {
             let subject = subject_of(subject)?;
@@ -206,10 +212,13 @@ fn subject_of(subject: Option<Subject>) -> Result<Subject, Problem> {
     subject.ok_or_else(|| Problem::invalid_query(session_store::ValidationError::Subject.to_string()))
 }
 
-/// Store errors become problems here; faults are logged with their cause.
 /// The problem for a store error, logged with DynamoDB's error code: a permanent
 /// failure (500) at ERROR, so the errors alarm fires; an unavailable store (503) at WARN.
-fn store_error(err: StoreError) -> Problem {
+/// A session whose stored data does not open is counted (`UnreadableSessions`).
+fn store_error(err: StoreError, tally: &Tally) -> Problem {
+    if matches!(err, StoreError::Unreadable(_)) {
+        tally.count(Counted::Unreadable);
+    }
     let problem = Problem::from(&err);
     let code = err.code().unwrap_or("-");
     let source = std::error::Error::source(&err);
@@ -304,7 +313,7 @@ async fn create(app: &App, request: &Request, tally: &Tally) -> Reply {
         .store
         .create(new, idempotency.as_ref(), app.clock.now())
         .await
-        .map_err(store_error)?;
+        .map_err(|e| store_error(e, tally))?;
     info!(session = %issued.session.handle.fingerprint(), "created");
     if !issued.replayed {
         tally.count(Counted::Created {
@@ -326,7 +335,7 @@ async fn get(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> Rep
     } else {
         app.store.lookup(id, now).await
     };
-    match found.map_err(store_error)? {
+    match found.map_err(|e| store_error(e, tally))? {
         Lookup::Live(session) => session_response(StatusCode::OK, &session),
         Lookup::Expired => {
             tally.count(Counted::ExpiredRead);
@@ -335,7 +344,7 @@ async fn get(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> Rep
     }
 }
 
-async fn replace(app: &App, id: &SessionId, request: &Request) -> Reply {
+async fn replace(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> Reply {
     // The body first: a request that is wrong in itself says so whatever its If-Match.
     let body: ReplaceBody = parse_body(app, request, &["application/json"], None)?;
     let if_match = if_match(request.headers())?;
@@ -349,11 +358,11 @@ async fn replace(app: &App, id: &SessionId, request: &Request) -> Reply {
             app.clock.now(),
         )
         .await
-        .map_err(store_error)?;
+        .map_err(|e| store_error(e, tally))?;
     session_response(StatusCode::OK, &session)
 }
 
-async fn merge(app: &App, id: &SessionId, request: &Request) -> Reply {
+async fn merge(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> Reply {
     let body: MergeBody = parse_body(app, request, &["application/merge-patch+json"], None)?;
     let if_match = if_match(request.headers())?;
     let (store, now) = (&app.store, app.clock.now());
@@ -366,7 +375,7 @@ async fn merge(app: &App, id: &SessionId, request: &Request) -> Reply {
         Some(Some(patch)) => store.merge(id, patch, if_match.as_deref(), now).await,
         None => store.merge(id, DataPatch::default(), if_match.as_deref(), now).await,
     }
-    .map_err(store_error)?;
+    .map_err(|e| store_error(e, tally))?;
     session_response(StatusCode::OK, &session)
 }
 
@@ -374,21 +383,21 @@ async fn revoke_one(app: &App, subject: &Subject, handle: &Handle, tally: &Tally
     app.store
         .revoke_one(subject, handle, app.clock.now())
         .await
-        .map_err(store_error)?;
+        .map_err(|e| store_error(e, tally))?;
     info!(session = %handle.fingerprint(), "revoked by handle");
     tally.count(Counted::Revoked("revoke_one", 1));
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
 async fn delete(app: &App, id: &SessionId, tally: &Tally) -> Reply {
-    app.store.delete(id).await.map_err(store_error)?;
+    app.store.delete(id).await.map_err(|e| store_error(e, tally))?;
     info!(session = %id.fingerprint(), "deleted");
     tally.count(Counted::Revoked("logout", 1));
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-async fn touch(app: &App, id: &SessionId) -> Reply {
-    let session = app.store.touch(id, app.clock.now()).await.map_err(store_error)?;
+async fn touch(app: &App, id: &SessionId, tally: &Tally) -> Reply {
+    let session = app.store.touch(id, app.clock.now()).await.map_err(|e| store_error(e, tally))?;
     session_response(StatusCode::OK, &session)
 }
 
@@ -407,7 +416,7 @@ async fn rotate(app: &App, id: &SessionId, request: &Request, tally: &Tally) -> 
         .store
         .rotate_to(id, successor, idempotency.as_ref(), app.clock.now())
         .await
-        .map_err(store_error)?;
+        .map_err(|e| store_error(e, tally))?;
     info!(session = %id.fingerprint(), new_session = %issued.session.handle.fingerprint(), "rotated");
     if !issued.replayed {
         tally.count(Counted::Rotated {
@@ -484,7 +493,7 @@ fn idempotency_key(request: &Request, scope: &str) -> Result<Option<IdempotencyK
         .map_err(|e| invalid(e.to_string()))
 }
 
-async fn list(app: &App, subject: &Subject, request: &Request) -> Reply {
+async fn list(app: &App, subject: &Subject, request: &Request, tally: &Tally) -> Reply {
     let query = request.query_string_parameters();
     let limit = match query.first("limit") {
         None => DEFAULT_PAGE_SIZE,
@@ -503,7 +512,7 @@ async fn list(app: &App, subject: &Subject, request: &Request) -> Reply {
             app.clock.now(),
         )
         .await
-        .map_err(store_error)?;
+        .map_err(|e| store_error(e, tally))?;
     json(
         StatusCode::OK,
         &serde_json::json!({ "sessions": page.sessions, "next_cursor": page.next_cursor }),
@@ -520,7 +529,7 @@ async fn revoke(app: &App, subject: &Subject, request: &Request, tally: &Tally) 
         .store
         .revoke_subject(subject, except.as_ref(), app.clock.now())
         .await
-        .map_err(store_error)?;
+        .map_err(|e| store_error(e, tally))?;
     info!(revoked, "revoked an owner's sessions");
     tally.count(Counted::Revoked("revoke_all", revoked));
     json(StatusCode::OK, &serde_json::json!({ "revoked": revoked }))

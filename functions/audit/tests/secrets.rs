@@ -1,8 +1,9 @@
-//! No session id at rest: after a whole life of sessions through the API (creates with
-//! and without an `Idempotency-Key`, merges, replaces, touches, rotations and a login,
-//! deletes, a revoke by handle, a revoke-all), the sessions table, the registry table,
-//! the sessions table's stream and the audit table written from it hold no id, in any
-//! of the encodings an id's bytes could take.
+//! No session id and no session data at rest: after a whole life of sessions through
+//! the API (creates with and without an `Idempotency-Key`, merges, replaces, touches,
+//! rotations and a login, deletes, a revoke by handle, a revoke-all), the sessions
+//! table, the registry table, the sessions table's stream and the audit table written
+//! from it hold no id, in any of the encodings an id's bytes could take, and none of
+//! the data's keys or values, in any encoding (binary attributes read as their bytes).
 
 mod common;
 
@@ -183,5 +184,176 @@ async fn no_table_and_no_stream_record_holds_a_session_id() {
                 );
             }
         }
+    }
+}
+
+/// Data an app keeps next to a login: distinctive keys and values, one nested.
+/// (Owners, handles, devices and times are readable at rest by design: listings, the
+/// cap, the sweeper and the audit need them without the id.)
+const CANARIES: [&str; 5] = [
+    "canarykeyQ7",
+    "canaryvalueZ9",
+    "nestedcanaryW4",
+    "patchcanaryK2",
+    "replacecanaryM5",
+];
+
+/// Every byte string an item could hold data in: each string and number as stored,
+/// each binary attribute's bytes, and each string that base64 or hex decodes, at any depth.
+fn stored_bytes(value: &aws_sdk_dynamodb::types::AttributeValue, into: &mut Vec<Vec<u8>>) {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match value {
+        A::S(s) | A::N(s) => text_bytes(s, into),
+        A::B(b) => into.push(b.as_ref().to_vec()),
+        A::Ss(v) | A::Ns(v) => v.iter().for_each(|s| text_bytes(s, into)),
+        A::Bs(v) => into.extend(v.iter().map(|b| b.as_ref().to_vec())),
+        A::L(v) => v.iter().for_each(|v| stored_bytes(v, into)),
+        A::M(m) => m.iter().for_each(|(k, v)| {
+            text_bytes(k, into);
+            stored_bytes(v, into);
+        }),
+        _ => {}
+    }
+}
+
+/// `s` itself, and what it decodes to as base64 (either alphabet) or hex.
+fn text_bytes(s: &str, into: &mut Vec<Vec<u8>>) {
+    into.push(s.as_bytes().to_vec());
+    into.extend(STANDARD.decode(s).ok());
+    into.extend(URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok());
+    if s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        into.push((0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect());
+    }
+}
+
+/// Every item of `table`, as byte strings ([`stored_bytes`]).
+async fn dump_bytes(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            item.iter().for_each(|(k, v)| {
+                text_bytes(k, &mut found);
+                stored_bytes(v, &mut found);
+            });
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return found;
+        }
+    }
+}
+
+/// Every string of a stream record (its images' binary values arrive base64-encoded).
+fn json_bytes(value: &Value, into: &mut Vec<Vec<u8>>) {
+    match value {
+        Value::String(s) => text_bytes(s, into),
+        Value::Array(v) => v.iter().for_each(|v| json_bytes(v, into)),
+        Value::Object(m) => m.iter().for_each(|(k, v)| {
+            text_bytes(k, into);
+            json_bytes(v, into);
+        }),
+        other => into.push(other.to_string().into_bytes()),
+    }
+}
+
+/// The forms a canary could be found in: as is, UTF-16 (both byte orders), base64 and hex.
+fn canary_forms(canary: &str) -> Vec<Vec<u8>> {
+    let utf16 = |le: bool| -> Vec<u8> {
+        canary
+            .encode_utf16()
+            .flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() })
+            .collect()
+    };
+    let hex: String = canary.bytes().map(|b| format!("{b:02x}")).collect();
+    vec![
+        canary.as_bytes().to_vec(),
+        canary.to_uppercase().into_bytes(),
+        utf16(true),
+        utf16(false),
+        STANDARD.encode(canary).into_bytes(),
+        URL_SAFE_NO_PAD.encode(canary).into_bytes(),
+        hex.into_bytes(),
+    ]
+}
+
+#[tokio::test]
+async fn no_table_and_no_stream_record_holds_session_data() {
+    let endpoint = testkit::endpoint();
+    let (client, _) = testkit::client();
+    let config = testkit::fresh_config(&client).await;
+    let clock = Arc::new(ManualClock::new());
+    let app = api::App {
+        clock: clock.clone(),
+        ..api::App::new(DynamoStore::new(client.clone(), config.clone()))
+    };
+    let [key, value, nested, patched, replaced] = CANARIES;
+    let created = format!(
+        r#"{{"subject":"user-42","data":{{"{key}":"{value}","prefs":{{"{nested}":[1,"{value}"]}},"cart":"{}"}}}}"#,
+        "item ".repeat(200)
+    );
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let (status, json) = call(&app, "create-session", "", Some(&created), &[]).await;
+        assert_eq!(status, 201, "{json}");
+        assert_eq!(json["data"][key], json!(value), "served to the id's holder");
+        live.push(json["id"].as_str().unwrap().to_owned());
+    }
+    let patch = format!(r#"{{"data":{{"{patched}":"{value}","prefs":{{"{nested}":null}}}}}}"#);
+    let (status, json) = call(&app, "merge-session", &live[0], Some(&patch), &[]).await;
+    assert_eq!((status, &json["data"][patched]), (200, &json!(value)), "{json}");
+    let put = format!(r#"{{"data":{{"{replaced}":"{value}"}}}}"#);
+    assert_eq!(call(&app, "replace-session", &live[1], Some(&put), &[]).await.0, 200);
+    clock.advance(120);
+    assert_eq!(call(&app, "touch-session", &live[2], None, &[]).await.0, 200);
+    let rotate = r#"{"subject":"user-43"}"#;
+    let (status, json) = call(&app, "rotate-session", &live[0], Some(rotate), &[]).await;
+    assert_eq!((status, &json["data"][patched]), (201, &json!(value)), "{json}");
+    let rotated = json["id"].as_str().unwrap().to_owned();
+    assert_eq!(call(&app, "delete-session", &live[1], None, &[]).await.0, 204);
+    let (status, revoked) = call(&app, "revoke-subject-sessions", &rotated, None, &[]).await;
+    assert_eq!((status, &revoked["revoked"]), (200, &json!(1)), "live[2]: the login left user-42");
+    let (status, json) = call(&app, "get-session", &rotated, None, &[]).await;
+    assert_eq!((status, &json["data"][patched]), (200, &json!(value)), "{json}");
+
+    let stream = DynamoDbLocal::new(&endpoint).read_all(&config.table_name).unwrap();
+    let batch: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(json!({ "Records": stream })).unwrap();
+    let auditor = auditor(&client).await;
+    assert!(run(&auditor, &batch).await.batch_item_failures.is_empty());
+    let mut stream_bytes = Vec::new();
+    json_bytes(&Value::Array(stream.clone()), &mut stream_bytes);
+    let dumps = [
+        ("sessions table", dump_bytes(&client, &config.table_name).await),
+        ("registry table", dump_bytes(&client, &config.registry_table).await),
+        ("stream", stream_bytes),
+        ("audit table", dump_bytes(&client, auditor.log.table()).await),
+    ];
+    let sealed = dumps[0].1.iter().filter(|b| b.first() == Some(&1) && b.len() > 30).count();
+    assert!(sealed >= 1, "the live session's document is there, sealed");
+    for canary in CANARIES {
+        for form in canary_forms(canary) {
+            for (what, found) in &dumps {
+                assert!(
+                    !found.iter().any(|b| b.windows(form.len()).any(|w| w == form.as_slice())),
+                    "{what} holds session data ({canary})"
+                );
+            }
+        }
+    }
+    for (what, found) in &dumps {
+        let cart = "item item item".as_bytes();
+        assert!(
+            !found.iter().any(|b| b.windows(cart.len()).any(|w| w == cart)),
+            "{what} holds the cart"
+        );
     }
 }

@@ -36,7 +36,7 @@ impl DynamoStore {
         let session = Session::create(&id, random_token()?, request, &self.config.limits, now)?;
         let mut e = Expr::default();
         let condition = format!("attribute_not_exists({})", e.name(attr::HANDLE));
-        let item = item::encode(&session, None, &write, &self.config);
+        let item = item::encode(&session, &id, None, &write, &self.config)?;
         let issued = Issued {
             id,
             session,

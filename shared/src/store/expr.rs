@@ -22,13 +22,6 @@ impl Expr {
         placeholder
     }
 
-    /// The document path of one key inside the `data` map.
-    pub(crate) fn data_key(&mut self, key: &str) -> String {
-        let placeholder = format!("#k{}", self.names.len());
-        self.names.insert(placeholder.clone(), crate::data::storage_key(key));
-        format!("{}.{placeholder}", self.name(attr::DATA))
-    }
-
     /// The placeholder for a value.
     pub(crate) fn value(&mut self, value: AttributeValue) -> String {
         let placeholder = format!(":v{}", self.values.len());

@@ -4,7 +4,7 @@
 //!
 //! - this file: the store, reads and deletes;
 //! - [`create`]: new sessions (a PutItem, or a transaction with their registry items);
-//! - [`write`]: activity writes (replace, merge, touch) and their fast and slow paths;
+//! - [`write`]: activity writes: touches (one UpdateItem), replace and merge (read, seal, write);
 //! - [`rotate`]: rotation, one transaction;
 //! - [`owners`]: an owner's sessions: listing, revoking one, revoking all;
 //! - [`cap`]: the cap on a subject's live sessions: admitting a login, evicting;
@@ -59,8 +59,8 @@ impl DynamoStore {
         &self.client
     }
 
-    /// Reads a live session: one GetItem. Expired sessions are not found, even
-    /// before DynamoDB's TTL has deleted them.
+    /// Reads a live session and opens its data: one GetItem. Expired sessions are
+    /// not found, even before DynamoDB's TTL has deleted them.
     pub async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Session, StoreError> {
         match self.lookup(id, now).await? {
             Lookup::Live(session) => Ok(*session),
@@ -71,11 +71,11 @@ impl DynamoStore {
     /// Reads a session as [`get`](Self::get) does, telling an expired session
     /// (still in the table, not yet swept) from a missing one (`NotFound`).
     pub async fn lookup(&self, id: &SessionId, now: Timestamp) -> Result<Lookup, StoreError> {
-        let record = self.read(&id.handle()).await?;
+        let record = self.read_record(&id.handle()).await?;
         if record.session.is_expired(now) {
             return Ok(Lookup::Expired);
         }
-        Ok(Lookup::Live(Box::new(record.session)))
+        Ok(Lookup::Live(Box::new(record.open(id)?)))
     }
 
     /// A page view: reads a live session and slides its idle expiry when a touch is
@@ -94,7 +94,8 @@ impl DynamoStore {
         }
     }
 
-    async fn read(&self, handle: &Handle) -> Result<Record, StoreError> {
+    /// Reads a session's item, its data left sealed.
+    async fn read_record(&self, handle: &Handle) -> Result<Record, StoreError> {
         let out = self
             .client
             .get_item()

@@ -52,7 +52,7 @@ impl DynamoStore {
         while refusals < MAX_ATTEMPTS {
             let record = match known.take() {
                 Some(record) => Ok(record),
-                None => self.read(&handle).await,
+                None => self.read_record(&handle).await,
             };
             let record = match record {
                 Ok(record) if !record.session.is_expired(now) => record,
@@ -61,7 +61,7 @@ impl DynamoStore {
                 Err(StoreError::NotFound) => return self.replay_or(idempotency, StoreError::NotFound, now).await,
                 Err(e) => return Err(e),
             };
-            let old = &record.session;
+            let old = &record.open(id)?;
             let new_id = SessionId::generate()?;
             let write = random_token()?;
             let next = old.rotated(&new_id, successor.clone(), now);
@@ -88,7 +88,7 @@ impl DynamoStore {
             parts.put_session = parts.push(
                 Put::builder()
                     .table_name(&self.config.table_name)
-                    .set_item(Some(item::encode(&next, None, &write, &self.config)))
+                    .set_item(Some(item::encode(&next, &new_id, None, &write, &self.config)?))
                     .condition_expression(format!("attribute_not_exists({})", e.name(attr::HANDLE)))
                     .set_expression_attribute_names(Some(e.names))
                     .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
