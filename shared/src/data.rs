@@ -127,15 +127,18 @@ fn merge_value(target: Option<&RawValue>, patch: &RawValue) -> Result<Box<RawVal
             (None, false) => merged.push((name, merge_value(None, &value)?)),
         }
     }
-    serde_json::value::to_raw_value(&Members(&merged)).map_err(|_| Unmergeable)
+    serde_json::value::to_raw_value(&AsObject(&merged)).map_err(|_| Unmergeable)
 }
+
+/// An object's members, in order: names and values' JSON texts.
+type Members = Vec<(String, Box<RawValue>)>;
 
 /// An object's members as written, in order (a repeated name: its last value,
 /// in its first place); `None` if `value` is not an object.
-fn members(value: &RawValue) -> Result<Option<Vec<(String, Box<RawValue>)>>, Unmergeable> {
+fn members(value: &RawValue) -> Result<Option<Members>, Unmergeable> {
     struct Visit;
     impl<'de> serde::de::Visitor<'de> for Visit {
-        type Value = Vec<(String, Box<RawValue>)>;
+        type Value = Members;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
@@ -164,9 +167,9 @@ fn members(value: &RawValue) -> Result<Option<Vec<(String, Box<RawValue>)>>, Unm
 }
 
 /// Members serialized as a JSON object, in their order.
-struct Members<'a>(&'a [(String, Box<RawValue>)]);
+struct AsObject<'a>(&'a [(String, Box<RawValue>)]);
 
-impl Serialize for Members<'_> {
+impl Serialize for AsObject<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
     }
@@ -249,9 +252,7 @@ fn string_end(bytes: &[u8], start: usize) -> Result<usize, String> {
                 let unit = hex(i + 2).ok_or_else(|| "bad \\u escape".to_owned())?;
                 match unit {
                     0xD800..=0xDBFF => {
-                        let low = (bytes.get(i + 6..i + 8) == Some(b"\\u"))
-                            .then(|| hex(i + 8))
-                            .flatten();
+                        let low = (bytes.get(i + 6..i + 8) == Some(b"\\u")).then(|| hex(i + 8)).flatten();
                         if !low.is_some_and(|l| (0xDC00..=0xDFFF).contains(&l)) {
                             return Err(lone());
                         }
@@ -371,7 +372,10 @@ mod tests {
 
     #[test]
     fn size_is_the_compact_json_text() {
-        assert_eq!(SessionData::from_json(r#"{"ab": [1, 2]}"#).unwrap().size(), r#"{"ab":[1,2]}"#.len());
+        assert_eq!(
+            SessionData::from_json(r#"{"ab": [1, 2]}"#).unwrap().size(),
+            r#"{"ab":[1,2]}"#.len()
+        );
         assert_eq!(SessionData::default().size(), 2);
     }
 

@@ -28,8 +28,8 @@ use crate::data::SessionData;
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::id::{Handle, RandomnessError, SessionId};
-use crate::seal;
 use crate::model::{Session, Subject, Timestamp, expiry_bucket};
+use crate::seal;
 
 /// Attribute names of a session item.
 pub mod attr {
@@ -232,7 +232,10 @@ mod tests {
         .unwrap();
         let item = encode(&session, &id, None, "w1", &config).unwrap();
         assert!(!format!("{item:?}").contains(id.as_str()), "the id is never stored");
-        assert!(matches!(&item[attr::DOCUMENT], AttributeValue::B(_)), "the data is one sealed binary");
+        assert!(
+            matches!(&item[attr::DOCUMENT], AttributeValue::B(_)),
+            "the data is one sealed binary"
+        );
         assert!(
             matches!(&item[attr::EXPIRES_AT], AttributeValue::N(n) if n == "1800001800"),
             "TTL is a Number"
@@ -243,6 +246,9 @@ mod tests {
         assert!(record.session.data.is_empty(), "sealed until opened");
         assert_eq!(record.open(&id).unwrap(), session);
         let other = SessionId::generate().unwrap();
-        assert!(matches!(decode(item).unwrap().open(&other), Err(StoreError::Unreadable(_))));
+        assert!(matches!(
+            decode(item).unwrap().open(&other),
+            Err(StoreError::Unreadable(_))
+        ));
     }
 }

@@ -21,9 +21,9 @@ pub mod id;
 pub mod item;
 pub mod model;
 pub mod registry;
-pub mod seal;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod seal;
 pub mod store;
 pub mod sweep;
 

@@ -115,8 +115,9 @@ pub fn open(id: &SessionId, sealed: &[u8]) -> Result<Vec<u8>, Unopenable> {
         .open_in_place(nonce, Aad::from(aad(&id.handle(), header)), &mut body)
         .map_err(|_| Unopenable)?;
     match header[1] {
-        CODEC_DEFLATE => miniz_oxide::inflate::decompress_to_vec_with_limit(plain, DATA_BYTES_CEILING)
-            .map_err(|_| Unopenable),
+        CODEC_DEFLATE => {
+            miniz_oxide::inflate::decompress_to_vec_with_limit(plain, DATA_BYTES_CEILING).map_err(|_| Unopenable)
+        }
         _ => Ok(plain.to_vec()),
     }
 }

@@ -495,9 +495,16 @@ async fn a_touch_writes_only_the_expiry_and_is_never_refused_for_size() {
     counter.take();
     let touched = lowered.touch(&s.id, now.plus(120)).await.unwrap();
     assert_eq!(counter.take(), 1, "one UpdateItem");
-    assert_eq!((touched.expires_at, touched.data), (now.plus(720), s.session.data.clone()));
+    assert_eq!(
+        (touched.expires_at, touched.data),
+        (now.plus(720), s.session.data.clone())
+    );
     let after = testkit::raw_item(&store, &s.id).await.unwrap();
-    assert_eq!(after[attr::DOCUMENT], before[attr::DOCUMENT], "the document is not rewritten");
+    assert_eq!(
+        after[attr::DOCUMENT],
+        before[attr::DOCUMENT],
+        "the document is not rewritten"
+    );
     let page_view = lowered.get_and_touch(&s.id, now.plus(240)).await.unwrap();
     assert!(
         matches!(&page_view, session_store::store::Lookup::Live(v) if v.expires_at == now.plus(840)),
@@ -505,7 +512,10 @@ async fn a_touch_writes_only_the_expiry_and_is_never_refused_for_size() {
     );
     assert!(matches!(
         lowered.merge(&s.id, patch(r#"{"more":1}"#), None, now.plus(240)).await,
-        Err(StoreError::Invalid(session_store::ValidationError::DataTooLarge { limit: 100, .. }))
+        Err(StoreError::Invalid(session_store::ValidationError::DataTooLarge {
+            limit: 100,
+            ..
+        }))
     ));
 }
 

@@ -306,6 +306,33 @@ pub async fn raw_item(
         .item
 }
 
+/// Flips one bit of the session's sealed document in place, as someone who can write
+/// the table (but holds no id) could: the session must never be served again.
+pub async fn alter_document(store: &DynamoStore, id: &session_store::SessionId) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use session_store::item::attr;
+    let mut item = raw_item(store, id).await.expect("the session is stored");
+    let mut bytes = item[attr::DOCUMENT]
+        .as_b()
+        .expect("a sealed document")
+        .as_ref()
+        .to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    item.insert(
+        attr::DOCUMENT.to_owned(),
+        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)),
+    );
+    store
+        .client()
+        .put_item()
+        .table_name(&store.config().table_name)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("PutItem on DynamoDB Local");
+}
+
 /// A clock that stands still until a test moves it.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);

@@ -397,7 +397,11 @@ async fn delete(app: &App, id: &SessionId, tally: &Tally) -> Reply {
 }
 
 async fn touch(app: &App, id: &SessionId, tally: &Tally) -> Reply {
-    let session = app.store.touch(id, app.clock.now()).await.map_err(|e| store_error(e, tally))?;
+    let session = app
+        .store
+        .touch(id, app.clock.now())
+        .await
+        .map_err(|e| store_error(e, tally))?;
     session_response(StatusCode::OK, &session)
 }
 

@@ -125,3 +125,35 @@ async fn no_answer_at_all_is_a_503() {
     };
     assert_transient(&call(&app, &event("get-session")).await, "connection refused");
 }
+
+#[tokio::test]
+async fn a_session_whose_stored_data_does_not_open_is_a_counted_500_never_data() {
+    let captured = session_testkit::emf::Captured::default();
+    let (app, _, _) = app().await;
+    let app = api::App {
+        metrics: lambda_support::metrics::Metrics::new("SessionService/test", "api").with_sink(captured.sink()),
+        ..app
+    };
+    let id = create(&app, r#"{"data": {"secret": "s3cr3t"}}"#).await;
+    testkit::alter_document(&app.store, &session_store::SessionId::parse(&id).unwrap()).await;
+    captured.take();
+    for name in [
+        "get-session",
+        "replace-session",
+        "merge-session",
+        "touch-session",
+        "rotate-session",
+    ] {
+        let reply = call(&app, &event_for(name, &id)).await;
+        assert_permanent(&reply, name);
+        assert!(!reply.body_text().contains("s3cr3t"), "{name}");
+    }
+    let unreadable: f64 = captured
+        .take()
+        .iter()
+        .flat_map(session_testkit::emf::data)
+        .filter(|d| d.name == "UnreadableSessions")
+        .map(|d| d.value)
+        .sum();
+    assert_eq!(unreadable, 5.0, "each answer counted");
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use session_testkit as testkit;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -60,15 +61,32 @@ async fn session_ids_never_reach_the_logs_only_their_fingerprints() {
     clock.advance(61);
     call(&app, &event_for("get-session", &ids[2])).await;
     call(&app, &event("revoke-subject-sessions")).await;
+    // A session whose stored data was altered: an ERROR line with its fingerprint.
+    let altered = create(&app, r#"{"data": {"k": 1}}"#).await;
+    testkit::alter_document(&app.store, &session_store::SessionId::parse(&altered).unwrap()).await;
+    assert_eq!(call(&app, &event_for("get-session", &altered)).await.status, 500);
+    ids.push(altered.clone());
     // Through a function URL, which keeps no access log: the function's line is it.
-    ids.push(create(&app, "{}").await);
+    let via_url = create(&app, "{}").await;
+    ids.push(via_url.clone());
     call(
         &app,
-        &event_for_through(FrontDoor::FunctionUrl, "touch-session", &ids[3]),
+        &event_for_through(FrontDoor::FunctionUrl, "touch-session", &via_url),
     )
     .await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let unopened: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["fields"]["message"] == "the stored session document does not open")
+        .collect();
+    let fingerprint = session_store::SessionId::parse(&altered).unwrap().fingerprint();
+    assert_eq!(unopened.len(), 1, "{text}");
+    assert_eq!(
+        (&unopened[0]["level"], &unopened[0]["fields"]["session"]),
+        (&"ERROR".into(), &fingerprint.clone().into())
+    );
     let last_request: serde_json::Value = text
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())

@@ -41,6 +41,9 @@ async fn written() -> BTreeSet<Published> {
     call(&app, &by_handle).await;
     create(&app, r#"{"subject": "user-42"}"#).await;
     call(&app, &event("revoke-subject-sessions")).await;
+    let altered = create(&app, "{}").await;
+    testkit::alter_document(&app.store, &session_store::SessionId::parse(&altered).unwrap()).await;
+    call(&app, &event_for("get-session", &altered)).await;
     let expiring = create(&app, r#"{"idle_timeout_seconds": 60}"#).await;
     clock.advance(61);
     call(&app, &event_for("get-session", &expiring)).await;

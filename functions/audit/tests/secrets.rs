@@ -221,8 +221,13 @@ fn text_bytes(s: &str, into: &mut Vec<Vec<u8>>) {
     into.push(s.as_bytes().to_vec());
     into.extend(STANDARD.decode(s).ok());
     into.extend(URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok());
-    if s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        into.push((0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect());
+    if s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        into.push(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect(),
+        );
     }
 }
 
@@ -320,7 +325,11 @@ async fn no_table_and_no_stream_record_holds_session_data() {
     let rotated = json["id"].as_str().unwrap().to_owned();
     assert_eq!(call(&app, "delete-session", &live[1], None, &[]).await.0, 204);
     let (status, revoked) = call(&app, "revoke-subject-sessions", &rotated, None, &[]).await;
-    assert_eq!((status, &revoked["revoked"]), (200, &json!(1)), "live[2]: the login left user-42");
+    assert_eq!(
+        (status, &revoked["revoked"]),
+        (200, &json!(1)),
+        "live[2]: the login left user-42"
+    );
     let (status, json) = call(&app, "get-session", &rotated, None, &[]).await;
     assert_eq!((status, &json["data"][patched]), (200, &json!(value)), "{json}");
 
@@ -337,13 +346,19 @@ async fn no_table_and_no_stream_record_holds_session_data() {
         ("stream", stream_bytes),
         ("audit table", dump_bytes(&client, auditor.log.table()).await),
     ];
-    let sealed = dumps[0].1.iter().filter(|b| b.first() == Some(&1) && b.len() > 30).count();
+    let sealed = dumps[0]
+        .1
+        .iter()
+        .filter(|b| b.first() == Some(&1) && b.len() > 30)
+        .count();
     assert!(sealed >= 1, "the live session's document is there, sealed");
     for canary in CANARIES {
         for form in canary_forms(canary) {
             for (what, found) in &dumps {
                 assert!(
-                    !found.iter().any(|b| b.windows(form.len()).any(|w| w == form.as_slice())),
+                    !found
+                        .iter()
+                        .any(|b| b.windows(form.len()).any(|w| w == form.as_slice())),
                     "{what} holds session data ({canary})"
                 );
             }

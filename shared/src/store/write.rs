@@ -224,10 +224,13 @@ impl DynamoStore {
             };
             // The bucket stays at or below the expiry, which a new idle timeout may bring forward.
             let bucket = bucket.min(expiry_bucket(next.expires_at, self.config.expiry_bucket_seconds));
-            match self.put_if_version(&next, id, bucket, session.version, &write, now).await? {
+            match self
+                .put_if_version(&next, id, bucket, session.version, &write, now)
+                .await?
+            {
                 Guarded::Written => return Ok(next),
                 Guarded::Refused(None) => return Err(StoreError::NotFound),
-                Guarded::Refused(Some(current)) => record = current,
+                Guarded::Refused(Some(current)) => record = *current,
             }
         }
         Err(StoreError::Contention {
@@ -269,9 +272,9 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(Guarded::Written),
             Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                    Ok(Guarded::Refused(c.item.clone().map(item::decode).transpose()?))
-                }
+                Some(PutItemError::ConditionalCheckFailedException(c)) => Ok(Guarded::Refused(
+                    c.item.clone().map(item::decode).transpose()?.map(Box::new),
+                )),
                 _ => Err(err.into()),
             },
         }
@@ -301,7 +304,7 @@ enum Guarded {
     /// Written.
     Written,
     /// Its condition failed: the item as it is (`None`: there is no item).
-    Refused(Option<Record>),
+    Refused(Option<Box<Record>>),
 }
 
 /// How a touch slides the expiry.
