@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::config::Config;
 use crate::data::SessionData;
@@ -175,15 +175,17 @@ pub fn decode(mut item: HashMap<String, AttributeValue>) -> Result<Record, Store
 
 impl Record {
     /// The session with its data, opened with its id `id`. A document that does not
-    /// open (another id's, altered, or missing) is [`StoreError::Unreadable`], logged
-    /// at ERROR with the handle's fingerprint (never the id).
+    /// open (another id's, altered, an unknown format) is [`StoreError::Unreadable`],
+    /// logged at ERROR with the handle's fingerprint (never the id). An item without
+    /// one was stored before data was sealed: that session reads as gone (`NotFound`,
+    /// logged at WARN), as if it had expired; its user logs in again.
     pub fn open(self, id: &SessionId) -> Result<Session, StoreError> {
         let mut session = self.session;
-        let data = self
-            .document
-            .ok_or(seal::Unopenable)
-            .and_then(|sealed| seal::open(id, &sealed))
-            .and_then(|text| SessionData::from_document(text).ok_or(seal::Unopenable));
+        let Some(sealed) = self.document else {
+            warn!(session = %session.handle.fingerprint(), "a session stored before data was sealed; read as gone");
+            return Err(StoreError::NotFound);
+        };
+        let data = seal::open(id, &sealed).and_then(|text| SessionData::from_document(text).ok_or(seal::Unopenable));
         match data {
             Ok(data) => {
                 session.data = data;

@@ -150,7 +150,7 @@ async fn page_view_cost(meter: &CapacityMeter) -> Result<(), BoxError> {
     );
     println!("|---|---|---|---:|---|---:|---:|");
     for (label, bytes) in [("1 KB", 1_000), ("10 KB", 10_000), ("64 KB", 64_000)] {
-        let data = session_store::SessionData::from_json(&format!(r#"{{"blob":"{}"}}"#, "x".repeat(bytes)))?;
+        let data = random_text_data(bytes)?;
         let request = NewSession {
             data,
             ..Default::default()
@@ -207,6 +207,13 @@ async fn page_view_cost(meter: &CapacityMeter) -> Result<(), BoxError> {
     }
     client.delete_table().table_name(&table).send().await?;
     Ok(())
+}
+
+/// Session data of one key holding `bytes` of pseudo-random text, which compression
+/// hardly shrinks: what a sealed session of that size costs at the least.
+fn random_text_data(bytes: usize) -> Result<session_store::SessionData, BoxError> {
+    let text = crate::seal_bench::Rng(0x9E37_79B9_7F4A_7C15 ^ bytes as u64).text(bytes);
+    Ok(session_store::SessionData::from_json(&format!(r#"{{"blob":"{text}"}}"#))?)
 }
 
 /// Keeps only the attribute definitions some key uses (DynamoDB refuses others).
@@ -371,7 +378,7 @@ async fn touch_cost_by_size(client: &Client, meter: &CapacityMeter) -> Result<()
     );
     println!("|---|---:|---:|---:|---:|");
     for (label, bytes) in [("1 KB", 1_000), ("10 KB", 10_000), ("64 KB", 64_000)] {
-        let data = session_store::SessionData::from_json(&format!(r#"{{"blob":"{}"}}"#, "x".repeat(bytes)))?;
+        let data = random_text_data(bytes)?;
         let request = NewSession {
             data,
             ..Default::default()

@@ -18,6 +18,7 @@ mod api_bench;
 mod bench;
 mod cap_bench;
 mod lambda_bench;
+mod seal_bench;
 mod runtime_api;
 
 use std::process::ExitCode;
@@ -36,10 +37,11 @@ async fn main() -> ExitCode {
         ["bench-sweep", which @ ..] => bench::run(which).await,
         ["bench-audit"] => bench::audit_throughput().await,
         ["bench-api"] => api_bench::run().await,
+        ["bench-seal"] => seal_bench::run().await,
         ["bench-lambda", bin_dir, parts @ ..] => lambda_bench::run(std::path::Path::new(bin_dir), parts).await,
         ["audit-log", subject] => audit_log(subject).await,
         _ => Err(
-            "usage: xtask create-tables [LogicalId=name]... | audit-log SUBJECT | bench-sweep [sweep] [touches] [page-views] [cap] | bench-audit | bench-api | bench-lambda BIN_DIR [size] [cold-start] [memory]".into(),
+            "usage: xtask create-tables [LogicalId=name]... | audit-log SUBJECT | bench-sweep [sweep] [touches] [page-views] [cap] | bench-audit | bench-api | bench-seal | bench-lambda BIN_DIR [size] [cold-start] [memory]".into(),
         ),
     };
     match result {
