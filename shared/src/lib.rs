@@ -5,7 +5,7 @@
 //! - [`seal`]: the data at rest: compressed, sealed under a key derived from the id.
 //! - [`id`]: session ids (256 bits of OS randomness) and the handles that stand for them at rest.
 //! - [`item`]: how a session is laid out as an item of the sessions table.
-//! - [`store`]: the DynamoDB store, one request per single-session operation.
+//! - [`store`]: the DynamoDB store: one request per read, touch, create and delete.
 //! - [`registry`]: owners' memberships, revocation locks and idempotency records.
 //! - [`config`]: configuration read once from the environment.
 //! - [`error`]: typed errors that keep the SDK's own error.

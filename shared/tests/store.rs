@@ -536,28 +536,13 @@ async fn a_document_moved_to_another_item_or_altered_in_place_is_never_served() 
         create(r#"{"role":"admin"}"#).await.unwrap(),
         create(r#"{"role":"guest"}"#).await.unwrap(),
     );
-    let put = |item| {
-        store
-            .client()
-            .put_item()
-            .table_name(&store.config().table_name)
-            .set_item(Some(item))
-            .send()
-    };
     // The victim's document copied into the attacker's item.
     let victims = testkit::raw_item(&store, &victim.id).await.unwrap();
     let mut moved = testkit::raw_item(&store, &attacker.id).await.unwrap();
     moved.insert(attr::DOCUMENT.into(), victims[attr::DOCUMENT].clone());
-    put(moved).await.unwrap();
+    testkit::put_raw_item(&store, moved).await;
     // The victim's document altered in place: one bit of its ciphertext.
-    let mut altered = victims.clone();
-    let mut bytes = victims[attr::DOCUMENT].as_b().unwrap().as_ref().to_vec();
-    *bytes.last_mut().unwrap() ^= 1;
-    altered.insert(
-        attr::DOCUMENT.into(),
-        aws_sdk_dynamodb::types::AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)),
-    );
-    put(altered).await.unwrap();
+    testkit::alter_document(&store, &victim.id).await;
     for id in [&attacker.id, &victim.id] {
         assert!(matches!(store.get(id, now).await, Err(StoreError::Unreadable(_))));
         assert!(matches!(

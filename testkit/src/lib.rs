@@ -323,6 +323,14 @@ pub async fn alter_document(store: &DynamoStore, id: &session_store::SessionId) 
         attr::DOCUMENT.to_owned(),
         AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)),
     );
+    put_raw_item(store, item).await;
+}
+
+/// Writes `item` into the store's sessions table as it is, bypassing the store's rules.
+pub async fn put_raw_item(
+    store: &DynamoStore,
+    item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) {
     store
         .client()
         .put_item()

@@ -213,7 +213,9 @@ async fn page_view_cost(meter: &CapacityMeter) -> Result<(), BoxError> {
 /// hardly shrinks: what a sealed session of that size costs at the least.
 fn random_text_data(bytes: usize) -> Result<session_store::SessionData, BoxError> {
     let text = crate::seal_bench::Rng(0x9E37_79B9_7F4A_7C15 ^ bytes as u64).text(bytes);
-    Ok(session_store::SessionData::from_json(&format!(r#"{{"blob":"{text}"}}"#))?)
+    Ok(session_store::SessionData::from_json(&format!(
+        r#"{{"blob":"{text}"}}"#
+    ))?)
 }
 
 /// Keeps only the attribute definitions some key uses (DynamoDB refuses others).

@@ -18,8 +18,8 @@ mod api_bench;
 mod bench;
 mod cap_bench;
 mod lambda_bench;
-mod seal_bench;
 mod runtime_api;
+mod seal_bench;
 
 use std::process::ExitCode;
 

@@ -48,8 +48,18 @@ fn shapes() -> Vec<(&'static str, String)> {
         r#"{{"_auth_user_id":"4821","_auth_user_backend":"django.contrib.auth.backends.ModelBackend","_auth_user_hash":"{hash}","_session_expiry":1209600,"django_language":"de-ch"}}"#
     );
     const WORDS: [&str; 12] = [
-        "Organic", "Cotton", "Shirt", "Espresso", "Beans", "Wireless", "Headphones", "Ceramic", "Mug", "Running",
-        "Shoes", "Notebook",
+        "Organic",
+        "Cotton",
+        "Shirt",
+        "Espresso",
+        "Beans",
+        "Wireless",
+        "Headphones",
+        "Ceramic",
+        "Mug",
+        "Running",
+        "Shoes",
+        "Notebook",
     ];
     let mut items = Vec::new();
     let mut cart_len = 0;
@@ -82,7 +92,10 @@ fn shapes() -> Vec<(&'static str, String)> {
         ("cart, 60 KB", cart),
         ("random text, 1 KB", format!(r#"{{"note":"{}"}}"#, rng.text(1_000))),
         ("random text, 64 KB", format!(r#"{{"note":"{}"}}"#, rng.text(64_000))),
-        ("one repeated letter, 64 KB", format!(r#"{{"blob":"{}"}}"#, "x".repeat(64_000))),
+        (
+            "one repeated letter, 64 KB",
+            format!(r#"{{"blob":"{}"}}"#, "x".repeat(64_000)),
+        ),
     ]
 }
 
@@ -115,11 +128,9 @@ const CODECS: [Codec; 5] = [
         |t| miniz_oxide::deflate::compress_to_vec(t, 6),
         |c| miniz_oxide::inflate::decompress_to_vec(c).unwrap_or_default(),
     ),
-    (
-        "LZ4 (lz4_flex)",
-        lz4_flex::block::compress_prepend_size,
-        |c| lz4_flex::block::decompress_size_prepended(c).unwrap_or_default(),
-    ),
+    ("LZ4 (lz4_flex)", lz4_flex::block::compress_prepend_size, |c| {
+        lz4_flex::block::decompress_size_prepended(c).unwrap_or_default()
+    }),
     (
         "zstd 1",
         |t| zstd::bulk::compress(t, 1).unwrap_or_default(),
@@ -164,7 +175,9 @@ fn compression(shapes: &[(&str, String)]) {
 fn aeads(shapes: &[(&str, String)]) {
     use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
     println!("\n### AEAD candidates: µs to seal / open the JSON text (key set up once)\n");
-    println!("| session data | JSON bytes | AES-256-GCM (ring) | ChaCha20-Poly1305 (ring) | ChaCha20-Poly1305 (RustCrypto chacha20poly1305) |");
+    println!(
+        "| session data | JSON bytes | AES-256-GCM (ring) | ChaCha20-Poly1305 (ring) | ChaCha20-Poly1305 (RustCrypto chacha20poly1305) |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for (label, json) in shapes {
         let text = json.as_bytes();
@@ -242,7 +255,10 @@ fn format_written(shapes: &[(&str, String)]) -> Result<(), BoxError> {
 /// The item the store wrote before data was sealed: each top-level key's JSON text in
 /// the `data` map (keys prefixed with `_`), the key order as a list of entries, its
 /// limit and the data's size.
-fn plaintext_layout(mut item: HashMap<String, AttributeValue>, json: &str) -> Result<HashMap<String, AttributeValue>, BoxError> {
+fn plaintext_layout(
+    mut item: HashMap<String, AttributeValue>,
+    json: &str,
+) -> Result<HashMap<String, AttributeValue>, BoxError> {
     item.remove(item::attr::DOCUMENT);
     let members: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)?;
     let mut size = 0;
@@ -287,7 +303,9 @@ async fn page_views(shapes: &[(&str, String)]) -> Result<(), BoxError> {
         "\n### A page view's read (`GET /sessions/{{id}}`, no slide due): the data in the clear \
          (the layout before) against sealed, the same session in one run\n"
     );
-    println!("| session data | read units, in the clear | read units, sealed | $ per million page views, in the clear | sealed |");
+    println!(
+        "| session data | read units, in the clear | read units, sealed | $ per million page views, in the clear | sealed |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for (label, json) in shapes {
         let id = SessionId::generate()?;

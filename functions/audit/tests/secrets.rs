@@ -44,9 +44,12 @@ async fn call(app: &api::App, name: &str, id: &str, body: Option<&str>, headers:
     (response.status().as_u16(), json)
 }
 
-/// Every item of `table`, as text.
-async fn dump(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
-    let mut text = String::new();
+/// Every item of `table`, read consistently.
+async fn scan(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let mut items = Vec::new();
     let mut start = None;
     loop {
         let page = client
@@ -57,14 +60,39 @@ async fn dump(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
             .send()
             .await
             .unwrap();
-        for item in page.items() {
-            text.push_str(&format!("{item:?}\n"));
-        }
+        items.extend(page.items().iter().cloned());
         start = page.last_evaluated_key;
         if start.is_none() {
-            return text;
+            return items;
         }
     }
+}
+
+/// Every item of `table`, as text.
+async fn dump(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
+    scan(client, table)
+        .await
+        .iter()
+        .map(|item| format!("{item:?}\n"))
+        .collect()
+}
+
+/// DynamoDB Local's endpoint, a client, fresh tables, a clock and an API on them.
+async fn setup() -> (
+    String,
+    aws_sdk_dynamodb::Client,
+    session_store::Config,
+    Arc<ManualClock>,
+    api::App,
+) {
+    let (client, _) = testkit::client();
+    let config = testkit::fresh_config(&client).await;
+    let clock = Arc::new(ManualClock::new());
+    let app = api::App {
+        clock: clock.clone(),
+        ..api::App::new(DynamoStore::new(client.clone(), config.clone()))
+    };
+    (testkit::endpoint(), client, config, clock, app)
 }
 
 /// The forms an id's 32 bytes could be found in.
@@ -76,14 +104,7 @@ fn encodings(id: &str) -> [String; 4] {
 
 #[tokio::test]
 async fn no_table_and_no_stream_record_holds_a_session_id() {
-    let endpoint = testkit::endpoint();
-    let (client, _) = testkit::client();
-    let config = testkit::fresh_config(&client).await;
-    let clock = Arc::new(ManualClock::new());
-    let app = api::App {
-        clock: clock.clone(),
-        ..api::App::new(DynamoStore::new(client.clone(), config.clone()))
-    };
+    let (endpoint, client, config, clock, app) = setup().await;
     let mut ids: Vec<String> = Vec::new();
     let mut issued = |(status, json): (u16, Value)| {
         assert_eq!(status, 201, "{json}");
@@ -234,27 +255,13 @@ fn text_bytes(s: &str, into: &mut Vec<Vec<u8>>) {
 /// Every item of `table`, as byte strings ([`stored_bytes`]).
 async fn dump_bytes(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Vec<u8>> {
     let mut found = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        for item in page.items() {
-            item.iter().for_each(|(k, v)| {
-                text_bytes(k, &mut found);
-                stored_bytes(v, &mut found);
-            });
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return found;
-        }
+    for item in scan(client, table).await {
+        item.iter().for_each(|(k, v)| {
+            text_bytes(k, &mut found);
+            stored_bytes(v, &mut found);
+        });
     }
+    found
 }
 
 /// Every string of a stream record (its images' binary values arrive base64-encoded).
@@ -292,14 +299,7 @@ fn canary_forms(canary: &str) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn no_table_and_no_stream_record_holds_session_data() {
-    let endpoint = testkit::endpoint();
-    let (client, _) = testkit::client();
-    let config = testkit::fresh_config(&client).await;
-    let clock = Arc::new(ManualClock::new());
-    let app = api::App {
-        clock: clock.clone(),
-        ..api::App::new(DynamoStore::new(client.clone(), config.clone()))
-    };
+    let (endpoint, client, config, clock, app) = setup().await;
     let [key, value, nested, patched, replaced] = CANARIES;
     let created = format!(
         r#"{{"subject":"user-42","data":{{"{key}":"{value}","prefs":{{"{nested}":[1,"{value}"]}},"cart":"{}"}}}}"#,

@@ -1,6 +1,8 @@
-//! The DynamoDB session store: one request per single-session operation in
-//! the common case, every write conditional so nothing deleted or expired is
-//! ever brought back. By concern:
+//! The DynamoDB session store: one request per read, touch, create and delete, two
+//! per data write (read, then write on the version read) and rotation; every write
+//! conditional so nothing deleted or expired is ever brought back. The data is
+//! sealed under a key derived from the session id (`crate::seal`): only the
+//! operations that take an id open it. By concern:
 //!
 //! - this file: the store, reads and deletes;
 //! - [`create`]: new sessions (a PutItem, or a transaction with their registry items);
