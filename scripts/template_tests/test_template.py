@@ -68,7 +68,7 @@ EMF = {
         ("Route",): {"Requests", "ClientErrors", "ServerErrors", "Latency"},
         ("Function",): {
             "Requests", "ClientErrors", "ServerErrors", "Latency",
-            "SessionsCreated", "SessionsRotated", "ExpiredReads", "PermanentFaults", "Unavailable",
+            "SessionsCreated", "SessionsRotated", "ExpiredReads", "UnreadableSessions", "PermanentFaults", "Unavailable",
             "DynamoDbThrottles", "DynamoDbRetries",
         },
         ("Cause",): {"SessionsRevoked"},

@@ -15,20 +15,33 @@ use serde_json::value::RawValue;
 /// Deepest nesting allowed in session data; the data object itself is level 1.
 pub const MAX_DEPTH: usize = 64;
 
-/// A session's data: a JSON object's compact text.
-#[derive(Debug, Clone, Serialize)]
+/// A session's data: a JSON object's compact text. `Debug` shows only its size, so
+/// data never reaches a log by accident.
+#[derive(Clone, Serialize)]
 #[serde(transparent)]
 pub struct SessionData(Box<RawValue>);
 
 /// An RFC 7396 merge patch for a session's data: a JSON object whose members merge
 /// into the data's (an object value), set them (any other value) or, with `null`,
-/// remove them.
-#[derive(Debug, Clone, Serialize)]
+/// remove them. `Debug` shows only its size.
+#[derive(Clone, Serialize)]
 #[serde(transparent)]
 pub struct DataPatch(Box<RawValue>);
 
-/// An object in session data or a patch that does not parse as one (its text was
-/// validated when it came in, so this means a stored document is not what was sealed).
+impl std::fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionData({} bytes)", self.size())
+    }
+}
+
+impl std::fmt::Debug for DataPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataPatch({} bytes)", self.0.get().len())
+    }
+}
+
+/// An object in session data or a patch that does not parse as one. Both were
+/// validated when they came in, so this is a bug, answered with a 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("session data holds an object that does not parse")]
 pub struct Unmergeable;
@@ -107,26 +120,42 @@ impl DataPatch {
 /// into the target's members (none if the target is absent or not an object),
 /// removing the members it sets to `null` and merging the others recursively;
 /// any other patch is the result as it stands. Members keep their order; new
-/// ones come last. Values not merged keep their text byte for byte.
+/// ones come last. Values not merged keep their text byte for byte; the names of
+/// the objects a patch merges into are written anew (`"\u00e9"` as `"é"`, a
+/// repeated name once, with its last value).
 fn merge_value(target: Option<&RawValue>, patch: &RawValue) -> Result<Box<RawValue>, Unmergeable> {
     let Some(changes) = members(patch)? else {
         return Ok(patch.to_owned());
     };
-    let mut merged = match target {
-        Some(target) => members(target)?.unwrap_or_default(),
+    let mut merged: Vec<Option<(String, Box<RawValue>)>> = match target {
+        Some(target) => members(target)?.unwrap_or_default().into_iter().map(Some).collect(),
         None => Vec::new(),
     };
+    // Where each name stands, so that a patch of many members stays linear.
+    let mut at: HashMap<String, usize> = merged
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some((m.as_ref()?.0.clone(), i)))
+        .collect();
     for (name, value) in changes {
-        let at = merged.iter().position(|(n, _)| *n == name);
-        match (at, value.get() == "null") {
+        match (at.get(&name).copied(), value.get() == "null") {
             (Some(i), true) => {
-                merged.remove(i);
+                merged[i] = None;
+                at.remove(&name);
             }
             (None, true) => {}
-            (Some(i), false) => merged[i].1 = merge_value(Some(&merged[i].1), &value)?,
-            (None, false) => merged.push((name, merge_value(None, &value)?)),
+            (Some(i), false) => {
+                if let Some((_, old)) = &mut merged[i] {
+                    *old = merge_value(Some(old), &value)?;
+                }
+            }
+            (None, false) => {
+                at.insert(name.clone(), merged.len());
+                merged.push(Some((name, merge_value(None, &value)?)));
+            }
         }
     }
+    let merged: Members = merged.into_iter().flatten().collect();
     serde_json::value::to_raw_value(&AsObject(&merged)).map_err(|_| Unmergeable)
 }
 

@@ -15,7 +15,7 @@ pub enum ValidationError {
     /// The data's JSON text is over the configured limit.
     #[error("session data is {size} bytes; the limit is {limit} bytes")]
     DataTooLarge {
-        /// Encoded size of the data.
+        /// Bytes of the data's compact JSON text.
         size: usize,
         /// The configured limit.
         limit: usize,

@@ -220,7 +220,8 @@ pub enum Change {
     },
     /// PATCH: an RFC 7396 merge patch of the data.
     Merge(DataPatch),
-    /// Touch: slide the idle expiry only.
+    /// Touch: slide the idle expiry only, never refused for size (the store writes it
+    /// with one UpdateItem of the expiry; this is the rule that UpdateItem follows).
     Touch,
 }
 
@@ -337,13 +338,14 @@ impl Session {
                 )?;
                 next.data = data.clone();
                 next.version += 1;
+                check_data_size(&next.data, limits)?;
             }
             Change::Merge(patch) => {
                 next.data.apply(patch)?;
                 next.version += 1;
+                check_data_size(&next.data, limits)?;
             }
         }
-        check_data_size(&next.data, limits)?;
         next.updated_at = now;
         next.expires_at = expiry(now, next.idle_timeout_seconds, next.absolute_expires_at);
         Ok(Some(next))

@@ -3,7 +3,9 @@
 //! the limit at its ceiling, in any shape (tens of thousands of tiny keys, a few large
 //! values, multi-byte text, text DEFLATE can hardly shrink), is stored by DynamoDB
 //! Local through every write path without a ValidationException; one byte more is
-//! refused by the store before any request.
+//! refused by the store before any write. And the largest item the store can write
+//! (a document of the ceiling's size that DEFLATE cannot shrink, the longest owner
+//! and device) is one DynamoDB takes.
 
 use proptest::prelude::*;
 use session_store::config::DATA_BYTES_CEILING;
@@ -99,6 +101,28 @@ async fn at_the_ceiling(store: &DynamoStore, data: SessionData) {
         "{err:?}"
     );
     assert_eq!(store.get(&rotated.id, now).await.unwrap().data, data);
+}
+
+#[tokio::test]
+async fn the_largest_item_the_store_can_write_fits_in_dynamodb() {
+    let (store, _) = testkit::store(|c| c.limits.max_data_bytes = DATA_BYTES_CEILING).await;
+    // Four-byte characters: the most bytes an owner's 256 and a user agent's 512 can take.
+    let wide = |n: usize| "𝄞".repeat(n);
+    let request = NewSession {
+        subject: Some(session_store::Subject::parse(&wide(256)).unwrap()),
+        device: Some(session_store::Device::new(Some(wide(512)), Some("2001:db8::1".into()), Some(wide(100))).unwrap()),
+        ..Default::default()
+    };
+    let created = store.create(request, None, Timestamp::now()).await.unwrap();
+    let mut item = testkit::raw_item(&store, &created.id).await.unwrap();
+    // A sealed document as large as any: the ceiling's text stored uncompressed, plus the overhead.
+    let mut document = vec![0u8; DATA_BYTES_CEILING + OVERHEAD];
+    getrandom::fill(&mut document).unwrap();
+    item.insert(
+        attr::DOCUMENT.into(),
+        aws_sdk_dynamodb::types::AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(document)),
+    );
+    testkit::put_raw_item(&store, item).await;
 }
 
 #[test]

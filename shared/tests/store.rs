@@ -520,6 +520,49 @@ async fn a_touch_writes_only_the_expiry_and_is_never_refused_for_size() {
 }
 
 #[tokio::test]
+async fn a_session_stored_before_data_was_sealed_reads_as_gone_and_is_never_slid() {
+    let (store, _, now) = setup().await;
+    let s = store.create(new(600, 3600), None, now).await.unwrap();
+    // The item as a build before sealing wrote it: a plaintext map, no document.
+    let mut item = testkit::raw_item(&store, &s.id).await.unwrap();
+    item.remove(attr::DOCUMENT);
+    item.insert(
+        "data".into(),
+        aws_sdk_dynamodb::types::AttributeValue::M(
+            [(
+                "_theme".to_owned(),
+                aws_sdk_dynamodb::types::AttributeValue::S("\"dark\"".into()),
+            )]
+            .into(),
+        ),
+    );
+    testkit::put_raw_item(&store, item.clone()).await;
+    let later = now.plus(120);
+    assert!(matches!(store.get(&s.id, later).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.touch(&s.id, later).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.merge(&s.id, patch(r#"{"a":1}"#), None, later).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.replace(&s.id, data("{}"), None, None, later).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.rotate(&s.id, true, None, None, later).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        testkit::raw_item(&store, &s.id).await.unwrap(),
+        item,
+        "nothing was written"
+    );
+    // A rotation that keeps no data needs none: it moves the session onto the sealed format.
+    let fresh = store.rotate(&s.id, false, None, None, later).await.unwrap();
+    assert!(store.get(&fresh.id, later).await.unwrap().data.is_empty());
+}
+
+#[tokio::test]
 async fn a_document_moved_to_another_item_or_altered_in_place_is_never_served() {
     let (store, _, now) = setup().await;
     let create = |json: &str| {
@@ -536,7 +579,8 @@ async fn a_document_moved_to_another_item_or_altered_in_place_is_never_served() 
         create(r#"{"role":"admin"}"#).await.unwrap(),
         create(r#"{"role":"guest"}"#).await.unwrap(),
     );
-    // The victim's document copied into the attacker's item.
+    // The victim's document copied into the attacker's item: sealed under another
+    // id's key (and bound to another handle), it does not open.
     let victims = testkit::raw_item(&store, &victim.id).await.unwrap();
     let mut moved = testkit::raw_item(&store, &attacker.id).await.unwrap();
     moved.insert(attr::DOCUMENT.into(), victims[attr::DOCUMENT].clone());

@@ -31,7 +31,7 @@ impl Rng {
     }
 
     /// `len` pseudo-random letters, digits, spaces and punctuation: text that DEFLATE
-    /// shrinks to about 79% (`scripts/bench seal`), as little as JSON text allows.
+    /// shrinks to about 79% (`scripts/bench seal`).
     pub fn text(&mut self, len: usize) -> String {
         const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .,;:!?-_()/+";
         (0..len)

@@ -139,6 +139,16 @@ impl Problem {
         p
     }
 
+    /// 500: a permanent failure; the details are in the log, never in the answer.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the request failed; it has been logged",
+        )
+    }
+
     /// 503: the store is unavailable; retry after `seconds`.
     pub fn unavailable(seconds: u64) -> Self {
         let mut p = Self::new(
@@ -191,6 +201,8 @@ impl From<&StoreError> for Problem {
                 Self::invalid_header("Idempotency-Key", v.to_string())
             }
             StoreError::Invalid(v @ ValidationError::Cursor) => Self::invalid_query(v.to_string()),
+            // Both sides of a merge were validated on the way in: a bug, not the request's fault.
+            StoreError::Invalid(ValidationError::Unmergeable(_)) => Self::internal(),
             StoreError::Invalid(v) => Self::invalid(v.to_string()),
             StoreError::Incomplete { revoked } => {
                 let mut p = Self::unavailable(1);
@@ -202,12 +214,7 @@ impl From<&StoreError> for Problem {
             }
             e if e.is_item_too_large() => Self::too_large("the session is larger than DynamoDB's 400 KB item limit"),
             e if e.is_transient() => Self::unavailable(1),
-            _ => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-                "the request failed; it has been logged",
-            ),
+            _ => Self::internal(),
         }
     }
 }

@@ -62,7 +62,8 @@ async fn session_ids_never_reach_the_logs_only_their_fingerprints() {
     call(&app, &event_for("get-session", &ids[2])).await;
     call(&app, &event("revoke-subject-sessions")).await;
     // A session whose stored data was altered: an ERROR line with its fingerprint.
-    let altered = create(&app, r#"{"data": {"k": 1}}"#).await;
+    let altered = create(&app, r#"{"data": {"logCanaryKey7": "logCanaryValue3"}}"#).await;
+    assert_eq!(call(&app, &event_for("get-session", &altered)).await.status, 200);
     testkit::alter_document(&app.store, &session_store::SessionId::parse(&altered).unwrap()).await;
     assert_eq!(call(&app, &event_for("get-session", &altered)).await.status, 500);
     ids.push(altered.clone());
@@ -114,6 +115,9 @@ async fn session_ids_never_reach_the_logs_only_their_fingerprints() {
     );
     assert!(fields["latency_ms"].is_u64(), "{last_request}");
     assert!(text.lines().count() >= 10, "{text}");
+    for canary in ["logCanaryKey7", "logCanaryValue3"] {
+        assert!(!text.contains(canary), "session data appears in the logs:\n{text}");
+    }
     for id in &ids {
         let fingerprint = session_store::SessionId::parse(id).unwrap().fingerprint();
         assert!(text.contains(&fingerprint), "{fingerprint} is logged");

@@ -73,7 +73,7 @@ impl DynamoStore {
     /// Reads a session as [`get`](Self::get) does, telling an expired session
     /// (still in the table, not yet swept) from a missing one (`NotFound`).
     pub async fn lookup(&self, id: &SessionId, now: Timestamp) -> Result<Lookup, StoreError> {
-        let record = self.read_record(&id.handle()).await?;
+        let record = self.read_record(&id.handle(), self.config.consistent_reads).await?;
         if record.session.is_expired(now) {
             return Ok(Lookup::Expired);
         }
@@ -96,14 +96,15 @@ impl DynamoStore {
         }
     }
 
-    /// Reads a session's item, its data left sealed.
-    async fn read_record(&self, handle: &Handle) -> Result<Record, StoreError> {
+    /// Reads a session's item, its data left sealed; strongly consistently when
+    /// `consistent` (what writes that condition on the version read need).
+    async fn read_record(&self, handle: &Handle, consistent: bool) -> Result<Record, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.config.table_name)
             .set_key(Some(item::key(handle)))
-            .consistent_read(self.config.consistent_reads)
+            .consistent_read(consistent)
             .send()
             .await?;
         item::decode(out.item.ok_or(StoreError::NotFound)?)

@@ -187,7 +187,7 @@ impl DynamoStore {
         let started = std::time::Instant::now();
         let spared = match except {
             None => None,
-            Some(id) => match self.read_record(&id.handle()).await {
+            Some(id) => match self.read_record(&id.handle(), self.config.consistent_reads).await {
                 Ok(r) if !r.session.is_expired(now) && r.session.subject.as_ref() == Some(subject) => {
                     Some(r.session.family)
                 }

@@ -52,7 +52,8 @@ impl DynamoStore {
         while refusals < MAX_ATTEMPTS {
             let record = match known.take() {
                 Some(record) => Ok(record),
-                None => self.read_record(&handle).await,
+                // Strongly consistently: the transaction conditions on the version read.
+                None => self.read_record(&handle, true).await,
             };
             let record = match record {
                 Ok(record) if !record.session.is_expired(now) => record,
@@ -61,7 +62,12 @@ impl DynamoStore {
                 Err(StoreError::NotFound) => return self.replay_or(idempotency, StoreError::NotFound, now).await,
                 Err(e) => return Err(e),
             };
-            let old = &record.open(id)?;
+            // The data is opened only to be kept; a successor without it needs no key.
+            let old = &if successor.keep_data {
+                record.open(id)?
+            } else {
+                record.session
+            };
             let new_id = SessionId::generate()?;
             let write = random_token()?;
             let next = old.rotated(&new_id, successor.clone(), now);

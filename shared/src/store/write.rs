@@ -2,20 +2,21 @@
 //!
 //! - A touch (and a page view's slide, and an empty PATCH) is one conditional
 //!   UpdateItem of the expiry attributes: it slides the expiry by the idle timeout,
-//!   or past the last idle period caps it at the absolute expiry. It never reads or
-//!   rewrites the document.
-//! - A data write (PUT, PATCH) reads the session, changes it in memory, seals it
-//!   and writes it back with one PutItem on the condition that it is still the
-//!   version read. When another data write came first, the failed condition returns
-//!   the item as it is, and the write starts again from there, a bounded number of
-//!   times. Every data write names itself, so an SDK retry of one that committed is
-//!   known for a success.
+//!   or past the last idle period caps it at the absolute expiry. It never rewrites
+//!   the document (it opens the one the UpdateItem returns, for the answer).
+//! - A data write (PUT, PATCH) reads the session (strongly consistently), changes it
+//!   in memory, seals it and writes it back with one PutItem on the condition that it
+//!   is still the version read. When another data write came first, the failed
+//!   condition returns the item as it is, and the write starts again from there after
+//!   a short jittered wait, a bounded number of times. Every data write names itself,
+//!   so an SDK retry of one that committed is known for a success.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::MAX_ATTEMPTS;
+use super::cap::Backoff;
 use super::expr::Expr;
 use crate::data::{DataPatch, SessionData};
 use crate::error::{StoreError, ValidationError};
@@ -113,7 +114,7 @@ impl DynamoStore {
                 Updated::Refused(Some(record)) => record,
             };
             let session = &record.session;
-            if session.is_expired(now) {
+            if session.is_expired(now) || record.document.is_none() {
                 return Err(StoreError::NotFound);
             }
             check_version(session, if_match)?;
@@ -130,8 +131,8 @@ impl DynamoStore {
     }
 
     /// The touch's UpdateItem: `updated_at` and `expires_at` only, on the condition
-    /// that the session is live, in `form`'s part of its life, due (by the touch
-    /// step) and of a version `if_match` names.
+    /// that the session is live and sealed, in `form`'s part of its life, due (by the
+    /// touch step) and of a version `if_match` names.
     async fn update_expiry(
         &self,
         handle: &Handle,
@@ -148,7 +149,8 @@ impl DynamoStore {
             e.name(attr::UPDATED_AT),
         );
         let mut conditions = vec![
-            format!("attribute_exists({})", e.name(attr::HANDLE)),
+            // A session stored before data was sealed reads as gone: never slid.
+            format!("attribute_exists({})", e.name(attr::DOCUMENT)),
             format!("{expires} >= {now_v}"),
             format!(
                 "({updated} <= {} OR {expires} <= {})",
@@ -195,9 +197,10 @@ impl DynamoStore {
         }
     }
 
-    /// A data write: read, change in memory, seal, and write on the condition that
-    /// the session is still the version read; from the item a failed condition
-    /// returns, again.
+    /// A data write: read (strongly consistently, whatever `SESSION_CONSISTENT_READS`
+    /// says, so that a write right after another never meets an older version),
+    /// change in memory, seal, and write on the condition that the session is still
+    /// the version read; from the item a failed condition returns, again.
     async fn write_data(
         &self,
         id: &SessionId,
@@ -208,8 +211,9 @@ impl DynamoStore {
         // Names this write, so that a retry of it that its own condition refuses
         // (the first attempt committed, its response lost) is known for a success.
         let write = random_token()?;
-        let mut record = self.read_record(&id.handle()).await?;
-        for _ in 0..DATA_WRITE_ATTEMPTS {
+        let mut record = self.read_record(&id.handle(), true).await?;
+        let (mut backoff, mut out_of_attempts) = (Backoff::new(), false);
+        loop {
             if record.write_token.as_deref() == Some(write.as_str()) {
                 return record.open(id);
             }
@@ -217,6 +221,11 @@ impl DynamoStore {
                 return Err(StoreError::NotFound);
             }
             check_version(&record.session, if_match)?;
+            if out_of_attempts {
+                return Err(StoreError::Contention {
+                    attempts: DATA_WRITE_ATTEMPTS,
+                });
+            }
             let bucket = record.expiry_bucket;
             let session = record.open(id)?;
             let Some(next) = session.changed(change, &self.config.limits, now)? else {
@@ -232,15 +241,16 @@ impl DynamoStore {
                 Guarded::Refused(None) => return Err(StoreError::NotFound),
                 Guarded::Refused(Some(current)) => record = *current,
             }
+            // Another data write came first: the writers spread out before the next try.
+            out_of_attempts = backoff.attempts() >= DATA_WRITE_ATTEMPTS || !backoff.wait().await;
         }
-        Err(StoreError::Contention {
-            attempts: DATA_WRITE_ATTEMPTS,
-        })
     }
 
     /// Writes `next` (sealed under `id`) in full, provided the stored session is still
     /// live and of version `version`, so no concurrent data write is lost and nothing
-    /// deleted or expired comes back.
+    /// deleted or expired comes back. A touch that landed since the read is not
+    /// refused (it names no version): its expiry gives way to this write's own, at
+    /// most the time between the two requests earlier.
     async fn put_if_version(
         &self,
         next: &Session,
