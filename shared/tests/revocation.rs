@@ -209,9 +209,9 @@ async fn a_concurrent_revoke_that_spares_a_session_cannot_spare_it_from_one_that
     assert!(
         matches!(
             store.rotate(&current, true, None, None, now).await,
-            Err(StoreError::NotFound)
+            Err(StoreError::Contention { .. })
         ),
-        "the revoke sparing nothing still bars the spared session's rotations"
+        "the revoke sparing nothing still bars the spared session's rotations (a 409 to retry)"
     );
     // The revoke sparing nothing, repeated, finishes: it reaches `current`, and
     // having done every holder's work it lifts the whole lock.
@@ -358,15 +358,54 @@ async fn a_revoke_out_of_time_says_so_bars_rotations_and_a_repeat_finishes_it() 
     assert!(
         matches!(
             store.rotate(&ids[0], true, None, None, now).await,
-            Err(StoreError::NotFound)
+            Err(StoreError::Contention { .. })
         ),
-        "while the unfinished revoke's lock holds, no rotation escapes it"
+        "while the unfinished revoke's lock holds, no rotation escapes it (a 409 to retry)"
     );
     assert_eq!(store.revoke_subject(&alice, None, now).await.unwrap(), 3);
     for id in &ids {
         assert!(matches!(store.get(id, now).await, Err(StoreError::NotFound)));
     }
     // Finished, the lock is lifted: the owner's new sessions rotate again.
+    let fresh = store.create(owned(&alice), None, now).await.unwrap();
+    store.rotate(&fresh.id, true, None, None, now).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rotation_that_meets_a_revoke_under_way_waits_and_is_never_a_404_for_a_live_session() {
+    let store = store(&Faults::default()).await;
+    let hurried = hurried(&store);
+    let alice = Subject::parse("alice").unwrap();
+    let now = Timestamp::now();
+    let covered = create_owned(&store, &alice, 1, now).await;
+    // A revoke holds the lock, unfinished; a session created after it began is live.
+    assert!(matches!(
+        hurried.revoke_subject(&alice, None, now).await,
+        Err(StoreError::Incomplete { revoked: 0 })
+    ));
+    let later = store.create(owned(&alice), None, now).await.unwrap();
+    assert!(
+        matches!(
+            store.rotate(&later.id, true, None, None, now).await,
+            Err(StoreError::Contention { .. })
+        ),
+        "a 409 to retry, not a 404 for a session that reads 200"
+    );
+    assert!(store.get(&later.id, now).await.is_ok());
+    // Its rotation waits for the revoke; the revoke, repeated meanwhile, finishes (it
+    // reaches `later` too: it was created before this revoke's read) and lifts the lock.
+    let (rotated, revoked) = futures::future::join(store.rotate(&later.id, true, None, None, now), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        store.revoke_subject(&alice, None, now).await.unwrap()
+    })
+    .await;
+    assert_eq!(revoked, 2, "the covered session and the later one");
+    assert!(
+        matches!(rotated, Err(StoreError::NotFound)),
+        "the rotation waited and found its session revoked: {rotated:?}"
+    );
+    assert!(matches!(store.get(&covered[0], now).await, Err(StoreError::NotFound)));
+    // Once the lock is lifted, a session created since rotates at once.
     let fresh = store.create(owned(&alice), None, now).await.unwrap();
     store.rotate(&fresh.id, true, None, None, now).await.unwrap();
 }

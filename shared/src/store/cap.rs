@@ -471,7 +471,7 @@ impl DynamoStore {
                 Ok(Transacted::Replayed(replayed)) => break Ok(*replayed),
                 // Another login committed first, a rotation replaced the token, a
                 // session to evict went, or the lease lapsed: queue (again).
-                Ok(Transacted::Refused(_)) => {
+                Ok(Transacted::Refused(_) | Transacted::Barred) => {
                     if held && !backoff.wait().await {
                         break Err(contention(&backoff));
                     }

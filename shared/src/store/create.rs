@@ -100,7 +100,7 @@ impl DynamoStore {
             Transacted::Done => Ok(issued),
             Transacted::Replayed(issued) => Ok(*issued),
             // Only a rotation's or a capped login's transaction is refused; kept for completeness.
-            Transacted::Refused(_) => Err(StoreError::Contention { attempts: 1 }),
+            Transacted::Refused(_) | Transacted::Barred => Err(StoreError::Contention { attempts: 1 }),
         }
     }
 }

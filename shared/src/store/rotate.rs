@@ -20,7 +20,11 @@ impl DynamoStore {
     /// (a login) or by the same owner. One TransactWriteItems deletes the old item
     /// and writes the new one, so exactly one of them exists at any time; it also
     /// moves the owner's membership, checks that no revoke of the old owner's
-    /// sessions is under way, and writes the idempotency record, if any.
+    /// sessions is under way, and writes the idempotency record, if any. While a
+    /// revoke is under way it waits (up to 3 s, jittered), reading the session again
+    /// each time: gone (the revoke covered it) is `NotFound`; still barred at the end
+    /// is [`StoreError::Contention`], a 409 that clients retry, never a 404 for a
+    /// session the revoke may not cover.
     pub async fn rotate(
         &self,
         id: &SessionId,
@@ -136,8 +140,15 @@ impl DynamoStore {
                     });
                 }
                 Transacted::Replayed(issued) => return Ok(*issued),
-                // Another write to the capped subject's sessions committed first.
+                // Another write to the capped subject's sessions committed first, or a revoke
+                // of the owner's sessions is under way: wait, then read the session again
+                // (a revoke that covers it deletes it: NotFound; one that does not lets it go).
                 Transacted::Refused(None) if capped => {
+                    if !backoff.wait().await {
+                        break;
+                    }
+                }
+                Transacted::Barred => {
                     if !backoff.wait().await {
                         break;
                     }

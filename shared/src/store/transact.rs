@@ -61,8 +61,9 @@ impl DynamoStore {
             return Ok(Transacted::Refused(old.item.clone()));
         }
         if failed(parts.lock_check).is_some() {
-            // The owner's sessions are being revoked: this one is as good as gone.
-            return Err(StoreError::NotFound);
+            // A revoke of the owner's sessions is under way: wait for it (it deletes this
+            // session, or the session was created after it looked and outlives it).
+            return Ok(Transacted::Barred);
         }
         if parts.cap.is_some()
             && (conflict || failed(parts.cap).is_some() || parts.victims.iter().any(|&v| failed(Some(v)).is_some()))
@@ -189,4 +190,6 @@ pub(super) enum Transacted {
     /// Refused by the old session's condition (with the item as it is now, when
     /// DynamoDB returned one) or by a conflicting write: read it again.
     Refused(Option<HashMap<String, AttributeValue>>),
+    /// A rotation refused by the owner's revocation lock: a revoke is under way.
+    Barred,
 }

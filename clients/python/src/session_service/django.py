@@ -446,20 +446,25 @@ class SessionStore(SessionBase):
     def cycle_key(self) -> None:
         """A new key for the same session: ``POST /sessions/{id}/rotate`` (atomic: the old
         key is gone at once). When the logged-in user does not own the session yet, a
-        login: a new session owned by the user (full lifetimes), then the old one deleted,
-        as Django's own ``cycle_key`` does."""
+        login: a new session owned by the user (full lifetimes), the old one consumed by an
+        atomic rotate, as Django's own ``cycle_key`` replaces it. A session gone meanwhile
+        (revoked by "log out everywhere", by its owner, by the cap; logged out elsewhere)
+        is never carried over: the request goes on with a new, empty, anonymous session,
+        so the login it held stays revoked (Django's ``update_session_auth_hash`` cycles
+        the key exactly when apps revoke the other sessions)."""
         data = self._session
         key = self._stored_key()
         if key is not None:
-            if self._new_owner(data) is None:
-                try:
+            owner = self._new_owner(data)
+            try:
+                if owner is None:
                     self._issued(get_client().rotate(key))
-                except NotFound:
-                    key = None
-            else:
+                else:
+                    self._login(get_client(), key, data, owner, self.get_expiry_age())
+            except NotFound:
+                self._session_cache = data = {}
                 self.create()
-                self.delete(key)
-        if key is None:
+        else:
             self.create()
         self._session_cache = data
         self.modified = True
@@ -469,15 +474,16 @@ class SessionStore(SessionBase):
         data = await self._aget_session()
         key = self._stored_key()
         if key is not None:
-            if self._new_owner(data) is None:
-                try:
+            owner = self._new_owner(data)
+            try:
+                if owner is None:
                     self._issued(await get_async_client().rotate(key))
-                except NotFound:
-                    key = None
-            else:
+                else:
+                    await self._alogin(get_async_client(), key, data, owner, await self.aget_expiry_age())
+            except NotFound:
+                self._session_cache = data = {}
                 await self.acreate()
-                await self.adelete(key)
-        if key is None:
+        else:
             await self.acreate()
         self._session_cache = data
         self.modified = True

@@ -154,6 +154,55 @@ class ServiceOwnershipTests(SimpleTestCase):
         self.assertEqual(list_user_sessions(user_id), [])
         self.assertFalse(request_session.exists(key))
 
+    def test_cycle_key_of_a_login_revoked_during_the_request_never_brings_it_back(self) -> None:
+        # What update_session_auth_hash() does after a password change: cycle the key of
+        # the request's session, while "log out everywhere" revokes the user's sessions.
+        user_id = f"django-revoked-{uuid.uuid4()}"
+        self.addCleanup(revoke_user_sessions, user_id)
+        login = SessionStore()
+        login[SESSION_KEY] = user_id
+        login.save()
+        request_session = SessionStore(login.session_key)
+        self.assertEqual(request_session[SESSION_KEY], user_id)  # loaded: the login was live
+        self.assertEqual(revoke_user_sessions(user_id), 1)  # the revoke wins the race
+        request_session.cycle_key()
+        self.assertNotIn(SESSION_KEY, request_session)
+        self.assertEqual(list_user_sessions(user_id), [], "the login stays revoked")
+        cycled = get_client().get(request_session.session_key)
+        self.assertEqual((cycled.subject, cycled.data), (None, {}), "a new anonymous, empty session")
+        request_session.save()
+        self.assertEqual(SessionStore(request_session.session_key).load(), {})
+
+    def test_cycle_key_into_a_login_of_a_session_deleted_meanwhile_creates_no_login(self) -> None:
+        # The login branch: the session is not the user's yet (stored, then the user id
+        # set), and another tab logs it out before the key is cycled.
+        user_id = f"django-gone-login-{uuid.uuid4()}"
+        self.addCleanup(revoke_user_sessions, user_id)
+        session = SessionStore()
+        session["cart"] = [1]
+        session.save()
+        key = session.session_key
+        session[SESSION_KEY] = user_id
+        SessionStore(key).delete()
+        session.cycle_key()
+        self.assertEqual(list_user_sessions(user_id), [], "no login was created")
+        self.assertNotIn(SESSION_KEY, session)
+        self.assertEqual(get_client().get(session.session_key).data, {})
+
+    async def test_async_cycle_key_of_a_revoked_login_never_brings_it_back(self) -> None:
+        user_id = f"django-async-revoked-{uuid.uuid4()}"
+        self.addCleanup(revoke_user_sessions, user_id)
+        login = SessionStore()
+        await login.aset(SESSION_KEY, user_id)
+        await login.asave()
+        request_session = SessionStore(login.session_key)
+        self.assertEqual(await request_session.aget(SESSION_KEY), user_id)
+        self.assertEqual(revoke_user_sessions(user_id), 1)
+        await request_session.acycle_key()
+        self.assertIsNone(await request_session.aget(SESSION_KEY))
+        self.assertEqual(list_user_sessions(user_id), [])
+        self.assertEqual(get_client().get(request_session.session_key).data, {})
+
     async def test_async_login_gets_a_fresh_session(self) -> None:
         user_id = f"django-async-fresh-{uuid.uuid4()}"
         with override_settings(SESSION_SERVICE_ABSOLUTE_AGE=SHORT_ABSOLUTE):
