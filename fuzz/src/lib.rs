@@ -156,7 +156,7 @@ pub fn data_codec(input: &[u8]) {
         data: data.clone(),
         ..Default::default()
     };
-    let Ok(session) = Session::create(&id, "family".into(), request, &config.limits, Timestamp(1_795_341_600)) else {
+    let Ok(session) = Session::create(&id, id.handle(), request, &config.limits, Timestamp(1_795_341_600)) else {
         return; // over the size limit: refused before it is stored
     };
     let item = item::encode(&session, &id, None, "write", &config).expect("OS randomness");

@@ -216,7 +216,9 @@ fn connector_error(error: hyper_util::client::legacy::Error) -> ConnectorError {
         Some(hyper) if hyper.is_incomplete_message() => {
             ConnectorError::other(error.into(), Some(ErrorKind::TransientError))
         }
-        _ => ConnectorError::other(error.into(), None),
+        // Anything else the connection did (a malformed answer, say) may pass on a new
+        // connection; an error with no kind is the SDK's own (credentials, signing).
+        _ => ConnectorError::other(error.into(), Some(ErrorKind::TransientError)),
     }
 }
 

@@ -274,7 +274,7 @@ mod tests {
         };
         Session::create(
             &SessionId::generate().unwrap(),
-            "f".into(),
+            crate::Handle::random().unwrap(),
             request,
             &Limits::default(),
             T0,

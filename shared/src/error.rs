@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::operation::{
     batch_get_item::BatchGetItemError, delete_item::DeleteItemError, get_item::GetItemError, put_item::PutItemError,
     query::QueryError, transact_write_items::TransactWriteItemsError, update_item::UpdateItemError,
 };
+use aws_smithy_types::retry::ErrorKind;
 
 use crate::id::RandomnessError;
 
@@ -188,15 +189,43 @@ const TRANSIENT_REASONS: &[&str] = &[
 ];
 
 /// Whether an SDK error may pass if the request is sent again later: a transient
-/// code or a 5xx answer, or no answer at all (timeout, connection failure, a
-/// response cut short). A request the SDK could not build is permanent.
+/// code or a 5xx answer, or no answer at all (a timeout, a connection that failed
+/// or broke, a response cut short). A request the SDK could not build is
+/// permanent, and so is one it could not send for a reason of its own: the SDK
+/// reports credentials it could not load, an endpoint it could not resolve and a
+/// request it could not sign as a dispatch failure with no error kind, which the
+/// connector never gives (see `lambda_support::http_client`).
 fn sdk_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
     match error {
         SdkError::ServiceError(e) => {
             e.raw().status().is_server_error() || e.err().code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(e) => {
+            e.is_io()
+                || e.is_timeout()
+                || matches!(
+                    e.as_other(),
+                    Some(ErrorKind::TransientError | ErrorKind::ThrottlingError | ErrorKind::ServerError)
+                )
+        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
         _ => false,
+    }
+}
+
+/// The name of an SDK error that carries no DynamoDB error code, for logs.
+fn sdk_kind<E, R>(error: &SdkError<E, R>) -> &'static str {
+    match error {
+        SdkError::ConstructionFailure(_) => "ConstructionFailure",
+        SdkError::TimeoutError(_) => "TimeoutError",
+        SdkError::DispatchFailure(e) if e.is_io() => "DispatchFailure(io)",
+        SdkError::DispatchFailure(e) if e.is_timeout() => "DispatchFailure(timeout)",
+        SdkError::DispatchFailure(e) if e.is_user() => "DispatchFailure(user)",
+        SdkError::DispatchFailure(e) if e.as_other().is_some() => "DispatchFailure(transport)",
+        // Credentials, endpoint resolution, signing: the SDK's own, before sending.
+        SdkError::DispatchFailure(_) => "DispatchFailure(sdk)",
+        SdkError::ResponseError(_) => "ResponseError",
+        _ => "ServiceError",
     }
 }
 
@@ -216,9 +245,21 @@ impl StoreError {
         Some((meta.code().unwrap_or_default(), meta.message().unwrap_or_default()))
     }
 
-    /// DynamoDB's error code, if DynamoDB answered with one (for logs and alarms).
+    /// DynamoDB's error code if DynamoDB answered with one, else the kind of SDK
+    /// failure (`DispatchFailure(sdk)`: credentials, endpoint or signing); `None`
+    /// for errors of the store's own (for logs and alarms).
     pub fn code(&self) -> Option<&str> {
-        self.service_error().map(|(code, _)| code)
+        let kind = match self {
+            Self::GetItem(e) => sdk_kind(e),
+            Self::PutItem(e) => sdk_kind(e),
+            Self::UpdateItem(e) => sdk_kind(e),
+            Self::DeleteItem(e) => sdk_kind(e),
+            Self::TransactWriteItems(e) => sdk_kind(e),
+            Self::Query(e) => sdk_kind(e),
+            Self::BatchGetItem(e) => sdk_kind(e),
+            _ => return None,
+        };
+        self.service_error().map(|(code, _)| code).or(Some(kind))
     }
 
     /// DynamoDB refused the item as over its 400 KB limit.

@@ -67,9 +67,11 @@ impl SessionId {
     }
 }
 
-/// What stands for a session at rest and in listings: SHA-256 of its id
-/// (domain-separated), 64 lowercase hex digits. It names the session without
-/// giving access to it: the API takes ids, never handles, for session access.
+/// 64 lowercase hex digits that name a session without giving access to it (the
+/// API takes ids, never handles, for session access). Two kinds: the key of a
+/// session's item, SHA-256 of its current id (domain-separated, [`SessionId::handle`]),
+/// which changes with every rotation; and the session's handle as the API shows it,
+/// random, given at create and kept across rotations ([`Handle::random`]).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct Handle(String);
@@ -84,6 +86,22 @@ impl Handle {
     /// The handle's text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A new session's handle, kept across its rotations: 32 random bytes in hex.
+    pub fn random() -> Result<Self, RandomnessError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(RandomnessError)?;
+        Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+
+    /// A session's stored family as its handle. A family stored before families
+    /// were handles (16 random bytes, 32 hex digits) reads zero-padded to 64.
+    pub fn of_family(raw: &str) -> Option<Self> {
+        match raw.len() {
+            32 => Self::parse(&format!("{raw:0>64}")),
+            _ => Self::parse(raw),
+        }
     }
 
     /// A short tag for logs and audit records: the handle's first 12 hex digits.
@@ -103,7 +121,7 @@ impl std::fmt::Debug for Handle {
     }
 }
 
-/// 16 random bytes in hex: a session family (an id and its rotations) or a write's token.
+/// 16 random bytes in hex: a write's or a revoke's token.
 pub fn random_token() -> Result<String, RandomnessError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(RandomnessError)?;

@@ -118,7 +118,7 @@ pub fn encode(
     let document = seal::seal(id, session.data.as_json().as_bytes())?;
     let stored = StoredSession {
         handle: session.handle.as_str().to_owned(),
-        family: session.family.clone(),
+        family: session.family.as_str().to_owned(),
         write_token: Some(write_token.to_owned()),
         subject: session.subject.as_ref().map(|s| s.as_str().to_owned()),
         device: session.device.clone(),
@@ -150,7 +150,7 @@ pub fn decode(mut item: HashMap<String, AttributeValue>) -> Result<Record, Store
     let corrupt = || StoreError::Corrupt(None);
     let session = Session {
         handle: Handle::parse(&stored.handle).ok_or_else(corrupt)?,
-        family: stored.family,
+        family: Handle::of_family(&stored.family).ok_or_else(corrupt)?,
         subject: stored
             .subject
             .map(|s| Subject::parse(&s))
@@ -226,7 +226,7 @@ mod tests {
         let id = SessionId::generate().unwrap();
         let session = Session::create(
             &id,
-            "family".into(),
+            crate::Handle::random().unwrap(),
             request,
             &Limits::default(),
             Timestamp(1_800_000_000),

@@ -86,12 +86,16 @@ impl Subject {
 /// id: the store does not know ids, only their handles.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Session {
-    /// The session's handle (what the table keys it by; no use as a bearer token).
-    pub handle: Handle,
-    /// The session's family: random, given at create and kept across rotations,
-    /// so that revoking an owner's sessions can spare one session and its rotations.
+    /// The key of the session's item: the handle of its current id, which every
+    /// rotation changes. Not part of the answer.
     #[serde(skip)]
-    pub family: String,
+    pub handle: Handle,
+    /// The session's handle as clients see it (`handle` in the answer): random,
+    /// given at create and kept across rotations (the session's family), so that
+    /// revoking one session by it reaches whichever id the session has now, and
+    /// revoking an owner's sessions can spare one session and its rotations.
+    #[serde(rename = "handle")]
+    pub family: Handle,
     /// The owner, if the session has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
@@ -140,7 +144,8 @@ pub struct Issued {
 /// A session without its data, as owner listings show it: a handle, never the id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionSummary {
-    /// The session's handle: names it in `DELETE /subjects/{subject}/sessions/{handle}`.
+    /// The session's handle, kept across rotations: names it in
+    /// `DELETE /subjects/{subject}/sessions/{handle}`.
     pub handle: Handle,
     /// The owner.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,7 +173,7 @@ pub struct SessionSummary {
 impl From<Session> for SessionSummary {
     fn from(s: Session) -> Self {
         Self {
-            handle: s.handle,
+            handle: s.family,
             subject: s.subject,
             device: s.device,
             created_at: s.created_at,
@@ -262,11 +267,11 @@ pub fn check_data_size(data: &SessionData, limits: &Limits) -> Result<(), Valida
 }
 
 impl Session {
-    /// A new session for id `id` in family `family`, created at `now`, with defaults
-    /// and limits applied.
+    /// A new session for id `id` with handle `family`, created at `now`, with
+    /// defaults and limits applied.
     pub fn create(
         id: &SessionId,
-        family: String,
+        family: Handle,
         request: NewSession,
         limits: &Limits,
         now: Timestamp,
@@ -394,7 +399,7 @@ mod tests {
         };
         Session::create(
             &SessionId::generate().unwrap(),
-            "f".into(),
+            crate::Handle::random().unwrap(),
             request,
             &Limits::default(),
             T0,
@@ -420,7 +425,7 @@ mod tests {
         let limits = Limits::default();
         let s = Session::create(
             &SessionId::generate().unwrap(),
-            "f".into(),
+            crate::Handle::random().unwrap(),
             NewSession::default(),
             &limits,
             T0,
@@ -435,7 +440,14 @@ mod tests {
                 idle_timeout_seconds: Some(bad),
                 ..Default::default()
             };
-            let err = Session::create(&SessionId::generate().unwrap(), "f".into(), request, &limits, T0).unwrap_err();
+            let err = Session::create(
+                &SessionId::generate().unwrap(),
+                crate::Handle::random().unwrap(),
+                request,
+                &limits,
+                T0,
+            )
+            .unwrap_err();
             assert!(matches!(
                 err,
                 ValidationError::Timeout {

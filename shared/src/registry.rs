@@ -7,11 +7,14 @@
 //!   the owner has, whatever an index would show. Logout and the sweeper leave
 //!   theirs behind; listings skip those, and TTL removes them at the session's
 //!   absolute expiry, past which no session lives.
-//! - **Revocation locks** (`owner#{subject}`, `revoking`): while any revoke of an
-//!   owner's sessions is under way, rotations of them fail (each rotation checks
-//!   the lock in its transaction), except rotations of a family that every revoke
-//!   under way spares. Concurrent revokes share the lock: each adds its token to
-//!   the lock's holders, and the lock spares a family only while all of them do.
+//! - **Revocation locks** (`owner#{subject}`, `revoking`): one revoke of an
+//!   owner's sessions holds it at a time (its token, the family it spares if any,
+//!   and when it lapses). While it holds, rotations of the owner's sessions fail
+//!   (each rotation checks the lock in its transaction), except those of the
+//!   spared family. A revoke takes the lock if it is free or lapsed, or over from
+//!   a holder that spares at least as much (nothing, or the same family): begun
+//!   later, it reads the memberships later and so does the holder's work too.
+//!   Else it waits for the lock, and answers a retryable conflict if it stays held.
 //! - **Cap items** (`owner#{subject}`, `cap`): with `SESSION_MAX_PER_SUBJECT` set,
 //!   a random token that every admitted create and every rotation of the owner's
 //!   sessions replaces in its transaction, so that concurrent logins of the owner
@@ -26,9 +29,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::BuildError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -50,13 +51,12 @@ pub mod attr {
     pub const EXPIRES_AT: &str = "expires_at";
     /// A membership's or an idempotent result's session handle.
     pub const HANDLE: &str = "handle";
-    /// A membership's session family; a lock's spared family (spared by every holder).
+    /// A membership's session family; the family a lock's holder spares.
     pub const FAMILY: &str = "family";
-    /// A lock's holders: the tokens of the revokes under way (a string set).
-    pub const HOLDERS: &str = "holders";
     /// A cap item's token, replaced by every write that changes the owner's sessions.
     pub const TOKEN: &str = "token";
-    /// A cap item's lease holder: the queued login admitting now.
+    /// A lock's holder (the revoke's token); a cap item's lease holder (the queued
+    /// login admitting now).
     pub const HOLDER: &str = "holder";
     /// The last second a cap item's lease holds.
     pub const UNTIL: &str = "until";
@@ -118,8 +118,8 @@ fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
 pub struct Membership {
     /// The member session's handle.
     pub handle: Handle,
-    /// Its family.
-    pub family: String,
+    /// Its family: the session's handle as clients see it.
+    pub family: Handle,
     /// The membership's sort key.
     pub sk: String,
 }
@@ -130,29 +130,10 @@ impl Membership {
         let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
         Some(Self {
             handle: Handle::parse(&text(attr::HANDLE)?)?,
-            family: text(attr::FAMILY)?,
+            family: Handle::of_family(&text(attr::FAMILY)?)?,
             sk: text(attr::SK).filter(|sk| sk.starts_with(MEMBERSHIP_PREFIX))?,
         })
     }
-}
-
-/// A revoke's share of an owner's revocation lock.
-#[derive(Debug)]
-pub(crate) struct Lock {
-    /// The revoke's token, one of the lock's holders.
-    token: String,
-    /// The holders that were there when it joined and that spare no less than it
-    /// does: once it has finished, so has their work.
-    covered: Vec<String>,
-}
-
-/// How [`DynamoStore::update_lock`] changes a lock.
-enum LockUpdate<'a> {
-    /// Takes a free or lapsed lock, sparing a family or not.
-    Take(Option<&'a str>),
-    /// Joins a held lock: keeping its spared family, if it spares this one, or
-    /// (`None`) dropping whatever it spares.
-    Join(Option<&'a str>),
 }
 
 /// Transaction parts on the registry, for the store's transactions.
@@ -161,7 +142,7 @@ impl DynamoStore {
     pub(crate) fn put_membership(&self, session: &Session, subject: &Subject) -> Result<Put, BuildError> {
         let mut item = key(owner_pk(subject), membership_sk(session));
         item.insert(attr::HANDLE.into(), s(session.handle.as_str()));
-        item.insert(attr::FAMILY.into(), s(&session.family));
+        item.insert(attr::FAMILY.into(), s(session.family.as_str()));
         item.insert(attr::EXPIRES_AT.into(), n(session.absolute_expires_at.0));
         Put::builder()
             .table_name(&self.config().registry_table)
@@ -177,23 +158,23 @@ impl DynamoStore {
             .build()
     }
 
-    /// Holds only while no revoke of `subject`'s sessions is under way, or every
-    /// one under way spares `family`.
+    /// Holds only while no revoke of `subject`'s sessions is under way, or the one
+    /// under way spares `family`.
     pub(crate) fn check_not_revoking(
         &self,
         subject: &Subject,
-        family: &str,
+        family: &Handle,
         now: Timestamp,
     ) -> Result<ConditionCheck, BuildError> {
         ConditionCheck::builder()
             .table_name(&self.config().registry_table)
             .set_key(Some(key(owner_pk(subject), LOCK_SK.into())))
-            .condition_expression("attribute_not_exists(#holders) OR #expires_at < :now OR #family = :family")
-            .expression_attribute_names("#holders", attr::HOLDERS)
+            .condition_expression("attribute_not_exists(#holder) OR #expires_at < :now OR #family = :family")
+            .expression_attribute_names("#holder", attr::HOLDER)
             .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
             .expression_attribute_names("#family", attr::FAMILY)
             .expression_attribute_values(":now", n(now.0))
-            .expression_attribute_values(":family", s(family))
+            .expression_attribute_values(":family", s(family.as_str()))
             .build()
     }
 
@@ -275,135 +256,60 @@ impl DynamoStore {
     }
 
     /// Takes `subject`'s revocation lock for [`LOCK_SECONDS`] as the revoke
-    /// `token`, sparing `spared` (a family) only while every revoke under way
-    /// spares it: a free (or lapsed) lock is taken afresh, a held one is joined.
-    pub(crate) async fn lock_owner(
+    /// `token`, sparing `spared` (a family): if the lock is free or lapsed, or held
+    /// by a revoke that spares at least as much (a revoke sparing nothing takes it
+    /// from any). Whether it did; if not, another revoke sparing less holds it.
+    pub(crate) async fn take_lock(
         &self,
         subject: &Subject,
         spared: Option<&str>,
         token: &str,
         now: Timestamp,
-    ) -> Result<Lock, StoreError> {
-        let lock = |covered| Lock {
-            token: token.to_owned(),
-            covered,
-        };
-        for _ in 0..3 {
-            if self
-                .update_lock(subject, LockUpdate::Take(spared), token, now)
-                .await?
-                .is_some()
-            {
-                return Ok(lock(Vec::new()));
-            }
-            // Held by others. Sparing what they all spare, this revoke does their work too.
-            if let Some(family) = spared
-                && let Some(holders) = self
-                    .update_lock(subject, LockUpdate::Join(Some(family)), token, now)
-                    .await?
-            {
-                return Ok(lock(holders));
-            }
-            // Otherwise the lock spares nothing from now on; sparing nothing, this
-            // revoke does every holder's work, else none's.
-            if let Some(holders) = self.update_lock(subject, LockUpdate::Join(None), token, now).await? {
-                return Ok(lock(if spared.is_none() { holders } else { Vec::new() }));
-            }
-            // Lifted or lapsed meanwhile: take it afresh.
-        }
-        Err(StoreError::Contention { attempts: 3 })
-    }
-
-    /// One conditional UpdateItem of `subject`'s lock as the revoke `token`: the
-    /// holders before it if it applied, `None` if its condition failed.
-    async fn update_lock(
-        &self,
-        subject: &Subject,
-        update: LockUpdate<'_>,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError> {
-        let held = "attribute_exists(#holders) AND #expires_at >= :now";
-        let (expression, condition, family) = match update {
-            LockUpdate::Take(Some(family)) => (
-                "SET #holders = :me, #expires_at = :until, #family = :family",
-                "attribute_not_exists(#holders) OR #expires_at < :now".to_owned(),
-                Some(family),
-            ),
-            LockUpdate::Take(None) => (
-                "SET #holders = :me, #expires_at = :until REMOVE #family",
-                "attribute_not_exists(#holders) OR #expires_at < :now".to_owned(),
-                None,
-            ),
-            LockUpdate::Join(Some(family)) => (
-                "ADD #holders :me SET #expires_at = :until",
-                format!("{held} AND #family = :family"),
-                Some(family),
-            ),
-            LockUpdate::Join(None) => (
-                "ADD #holders :me SET #expires_at = :until REMOVE #family",
-                held.to_owned(),
-                None,
-            ),
-        };
-        let mut values = HashMap::from([
-            (":me".to_owned(), AttributeValue::Ss(vec![token.to_owned()])),
-            (":until".to_owned(), n(now.plus(LOCK_SECONDS).0)),
-            (":now".to_owned(), n(now.0)),
-        ]);
-        if let Some(family) = family {
-            values.insert(":family".to_owned(), s(family));
-        }
-        let result = self
+    ) -> Result<bool, StoreError> {
+        let request = self
             .client()
             .update_item()
             .table_name(&self.config().registry_table)
             .set_key(Some(key(owner_pk(subject), LOCK_SK.into())))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .expression_attribute_names("#holders", attr::HOLDERS)
+            .expression_attribute_names("#holder", attr::HOLDER)
             .expression_attribute_names("#expires_at", attr::EXPIRES_AT)
             .expression_attribute_names("#family", attr::FAMILY)
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(Some(
-                out.attributes
-                    .and_then(|mut old| old.remove(attr::HOLDERS))
-                    .and_then(|holders| holders.as_ss().ok().cloned())
-                    .unwrap_or_default(),
-            )),
+            .expression_attribute_values(":me", s(token))
+            .expression_attribute_values(":until", n(now.plus(LOCK_SECONDS).0));
+        let request = match spared {
+            None => request.update_expression("SET #holder = :me, #expires_at = :until REMOVE #family"),
+            Some(family) => request
+                .update_expression("SET #holder = :me, #expires_at = :until, #family = :family")
+                .condition_expression("attribute_not_exists(#holder) OR #expires_at < :now OR #family = :family")
+                .expression_attribute_values(":family", s(family))
+                .expression_attribute_values(":now", n(now.0)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(None)
+                Ok(false)
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Lifts this revoke's share of `subject`'s lock, and the shares of the revokes
-    /// it covered (their work is done); the lock is free once no holder is left.
-    pub(crate) async fn unlock_owner(&self, subject: &Subject, lock: &Lock) -> Result<(), StoreError> {
-        let mut done = lock.covered.clone();
-        done.push(lock.token.clone());
+    /// Lifts `subject`'s revocation lock if the revoke `token` still holds it (a
+    /// later revoke that took it over lifts it when it is done).
+    pub(crate) async fn unlock_owner(&self, subject: &Subject, token: &str) -> Result<(), StoreError> {
         let result = self
             .client()
-            .update_item()
+            .delete_item()
             .table_name(&self.config().registry_table)
             .set_key(Some(key(owner_pk(subject), LOCK_SK.into())))
-            // Deleting a set's last element removes the attribute: no holders, no lock.
-            .update_expression("DELETE #holders :done")
-            .condition_expression("attribute_exists(#holders)")
-            .expression_attribute_names("#holders", attr::HOLDERS)
-            .expression_attribute_values(":done", AttributeValue::Ss(done))
+            .condition_expression("#holder = :me")
+            .expression_attribute_names("#holder", attr::HOLDER)
+            .expression_attribute_values(":me", s(token))
             .send()
             .await;
         match result {
-            // Lifted already by a revoke that covered this one.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
@@ -412,6 +318,14 @@ impl DynamoStore {
             }
             other => other.map(|_| ()).map_err(Into::into),
         }
+    }
+
+    /// A transaction part deleting the membership `sk` of `subject`.
+    pub(crate) fn membership_delete(&self, subject: &Subject, sk: &str) -> Result<Delete, BuildError> {
+        Delete::builder()
+            .table_name(&self.config().registry_table)
+            .set_key(Some(key(owner_pk(subject), sk.to_owned())))
+            .build()
     }
 
     /// Deletes a membership (its session is gone).

@@ -387,3 +387,45 @@ async fn the_cap_reads_strongly_consistently_even_when_the_api_reads_do_not() {
         "Query and BatchGetItem, both strongly consistent (asserted in the code)"
     );
 }
+
+#[tokio::test]
+async fn logins_sixty_over_a_lowered_cap_with_expired_sessions_each_fit_in_one_transaction() {
+    let (store, _) = store(None).await;
+    let subject = Subject::parse("user-sixty-over").unwrap();
+    let t0 = Timestamp::now();
+    let short = NewSession {
+        idle_timeout_seconds: Some(60),
+        ..owned(&subject)
+    };
+    for _ in 0..12 {
+        store.create(short.clone(), None, t0).await.unwrap();
+    }
+    for _ in 0..65 {
+        store.create(owned(&subject), None, t0).await.unwrap();
+    }
+    // A minute later the 12 are expired but still stored; 65 live against a cap of 5.
+    let later = Timestamp(t0.0 + 61);
+    let capped = recapped(&store, cap(5, CapPolicy::EvictOldest));
+    let mut evicted = Vec::new();
+    // Logins by rotation with an Idempotency-Key: the most parts a write brings of its own.
+    for n in 0..3 {
+        let anonymous = capped.create(NewSession::default(), None, later).await.unwrap();
+        let key = IdempotencyKey::new(&format!("login-sixty-over-{n:08}"), "rotate", b"{}").unwrap();
+        let login = capped
+            .rotate(&anonymous.id, true, Some(subject.clone()), Some(&key), later)
+            .await
+            .unwrap_or_else(|e| panic!("login {n}: {e:?}"));
+        evicted.push(login.evicted);
+    }
+    assert_eq!(
+        evicted,
+        vec![40, 22, 1],
+        "66 with the first: 61 over, 40 a login; then 27, then 6"
+    );
+    assert_eq!(listed(&store, &subject, later).await, 5);
+    assert_eq!(
+        memberships(&store, &subject).await,
+        5,
+        "the expired ones forgotten on the way"
+    );
+}

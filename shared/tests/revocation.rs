@@ -182,8 +182,8 @@ async fn except_keeps_the_current_session_and_its_rotations_alive() {
             .unwrap();
         assert_eq!(
             listed.sessions.iter().map(|s| &s.handle).collect::<Vec<_>>(),
-            [&kept.handle()],
-            "round {round}"
+            [&alive.family],
+            "round {round}: listed by the handle it was created with"
         );
         // The lock is lifted: the kept session rotates on.
         store.rotate(&kept, true, None, None, Timestamp::now()).await.unwrap();
@@ -191,7 +191,7 @@ async fn except_keeps_the_current_session_and_its_rotations_alive() {
 }
 
 #[tokio::test]
-async fn a_concurrent_revoke_that_spares_a_session_cannot_spare_it_from_one_that_spares_none() {
+async fn a_revoke_that_spares_a_session_waits_for_one_that_spares_none_and_cannot_spare_it_from_it() {
     let store = store(&Faults::default()).await;
     let hurried = hurried(&store);
     let alice = Subject::parse("alice").unwrap();
@@ -203,22 +203,37 @@ async fn a_concurrent_revoke_that_spares_a_session_cannot_spare_it_from_one_that
         hurried.revoke_subject(&alice, None, now).await,
         Err(StoreError::Incomplete { revoked: 0 })
     ));
-    // Meanwhile "log out my other sessions" from `current` runs to its end.
-    assert_eq!(store.revoke_subject(&alice, Some(&current), now).await.unwrap(), 1);
-    assert!(matches!(store.get(&other, now).await, Err(StoreError::NotFound)));
+    // Meanwhile "log out my other sessions" from `current` waits for the lock, in vain:
+    // sparing `current`, it cannot take the lock from a revoke that spares nothing.
+    assert!(matches!(
+        store.revoke_subject(&alice, Some(&current), now).await,
+        Err(StoreError::Contention { .. })
+    ));
     assert!(
         matches!(
             store.rotate(&current, true, None, None, now).await,
             Err(StoreError::Contention { .. })
         ),
-        "the revoke sparing nothing still bars the spared session's rotations (a 409 to retry)"
+        "the revoke sparing nothing still bars the session's rotations (a 409 to retry)"
     );
-    // The revoke sparing nothing, repeated, finishes: it reaches `current`, and
-    // having done every holder's work it lifts the whole lock.
-    assert_eq!(store.revoke_subject(&alice, None, now).await.unwrap(), 1);
-    assert!(matches!(store.get(&current, now).await, Err(StoreError::NotFound)));
+    // The revoke sparing nothing, repeated, takes its lock over and finishes: it
+    // reaches both sessions and lifts the lock.
+    assert_eq!(store.revoke_subject(&alice, None, now).await.unwrap(), 2);
+    for id in [&current, &other] {
+        assert!(matches!(store.get(id, now).await, Err(StoreError::NotFound)));
+    }
     let fresh = store.create(owned(&alice), None, now).await.unwrap();
     store.rotate(&fresh.id, true, None, None, now).await.unwrap();
+    // And a revoke sparing a session takes over from one that spares the same.
+    let kept = store.create(owned(&alice), None, now).await.unwrap().id;
+    let gone = store.create(owned(&alice), None, now).await.unwrap().id;
+    assert!(matches!(
+        hurried.revoke_subject(&alice, Some(&kept), now).await,
+        Err(StoreError::Incomplete { .. })
+    ));
+    assert_eq!(store.revoke_subject(&alice, Some(&kept), now).await.unwrap(), 2);
+    assert!(matches!(store.get(&gone, now).await, Err(StoreError::NotFound)));
+    store.rotate(&kept, true, None, None, now).await.unwrap();
 }
 
 #[tokio::test]
@@ -291,7 +306,7 @@ async fn login_rotation_moves_the_session_to_its_new_owner() {
     let handles = |page: session_store::SubjectPage| page.sessions.into_iter().map(|s| s.handle).collect::<Vec<_>>();
     assert_eq!(
         handles(store.list_by_subject(&alice, 10, None, now).await.unwrap()),
-        [logged_in.id.handle()]
+        std::slice::from_ref(&logged_in.session.family)
     );
     // A login as someone else: the old owner's listing no longer shows it.
     let as_bob = store
@@ -301,7 +316,7 @@ async fn login_rotation_moves_the_session_to_its_new_owner() {
     assert!(handles(store.list_by_subject(&alice, 10, None, now).await.unwrap()).is_empty());
     assert_eq!(
         handles(store.list_by_subject(&bob, 10, None, now).await.unwrap()),
-        [as_bob.id.handle()]
+        std::slice::from_ref(&as_bob.session.family)
     );
     assert!(as_bob.session.data.is_empty());
     // And "log out everywhere" for bob reaches it.
@@ -318,23 +333,26 @@ async fn revoking_by_handle_reaches_only_that_owners_session() {
     let second = store.create(owned(&alice), None, now).await.unwrap();
     let theirs = store.create(owned(&mallory), None, now).await.unwrap();
     assert!(matches!(
-        store.revoke_one(&mallory, &first.session.handle, now).await,
+        store.revoke_one(&mallory, &first.session.family, now).await,
         Err(StoreError::NotFound)
     ));
     assert!(
         store.get(&first.id, now).await.is_ok(),
         "another owner's handle reaches nothing"
     );
-    store.revoke_one(&alice, &first.session.handle, now).await.unwrap();
+    store.revoke_one(&alice, &first.session.family, now).await.unwrap();
     assert!(matches!(store.get(&first.id, now).await, Err(StoreError::NotFound)));
     assert!(store.get(&second.id, now).await.is_ok());
     assert!(store.get(&theirs.id, now).await.is_ok());
-    // Again (a retry after a lost response, say): revoked already.
-    store.revoke_one(&alice, &first.session.handle, now).await.unwrap();
+    // Again: the handle names no live session now, so nothing is done (a 404).
+    assert!(matches!(
+        store.revoke_one(&alice, &first.session.family, now).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(
         matches!(
             store
-                .revoke_one(&alice, &second.session.handle, Timestamp(now.0 + 10 * 86_400))
+                .revoke_one(&alice, &second.session.family, Timestamp(now.0 + 10 * 86_400))
                 .await,
             Err(StoreError::NotFound)
         ),
@@ -408,4 +426,61 @@ async fn a_rotation_that_meets_a_revoke_under_way_waits_and_is_never_a_404_for_a
     // Once the lock is lifted, a session created since rotates at once.
     let fresh = store.create(owned(&alice), None, now).await.unwrap();
     store.rotate(&fresh.id, true, None, None, now).await.unwrap();
+}
+
+#[tokio::test]
+async fn revoking_one_session_by_its_listed_handle_reaches_it_after_rotations() {
+    let store = store(&Faults::default()).await;
+    let alice = Subject::parse("alice").unwrap();
+    let now = Timestamp::now();
+    let thief = store.create(owned(&alice), None, now).await.unwrap();
+    let bystander = store.create(owned(&alice), None, now).await.unwrap();
+    let listed = store.list_by_subject(&alice, 10, None, now).await.unwrap().sessions;
+    let handle = listed[0].handle.clone();
+    assert_eq!(
+        handle, thief.session.family,
+        "the listing names the session by its handle"
+    );
+    // The thief rotates after the owner read the listing.
+    let mut id = thief.id.clone();
+    for _ in 0..3 {
+        let rotated = store.rotate(&id, true, None, None, now).await.unwrap();
+        assert_eq!(rotated.session.family, handle, "a rotation keeps the handle");
+        id = rotated.id;
+    }
+    store.revoke_one(&alice, &handle, now).await.unwrap();
+    assert!(
+        matches!(store.get(&id, now).await, Err(StoreError::NotFound)),
+        "the rotated session is revoked"
+    );
+    assert!(store.get(&bystander.id, now).await.is_ok());
+    assert!(matches!(
+        store.revoke_one(&alice, &handle, now).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Racing a chain of rotations: the revoke finds the id the session has now.
+    for round in 0..5 {
+        let session = store.create(owned(&alice), None, now).await.unwrap();
+        let handle = session.session.family.clone();
+        let issued = Arc::new(Mutex::new(vec![session.id.clone()]));
+        let chain = rotation_chain(&store, session.id.clone(), issued.clone());
+        let revoke = async {
+            tokio::time::sleep(std::time::Duration::from_millis(5 * round)).await;
+            store.revoke_one(&alice, &handle, Timestamp::now()).await
+        };
+        let (end, revoked) =
+            tokio::time::timeout(std::time::Duration::from_secs(60), futures::future::join(chain, revoke))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the rotation chain outlived the revoke"));
+        assert!(revoked.is_ok(), "round {round}: {revoked:?}");
+        assert!(matches!(end, StoreError::NotFound), "round {round}: {end:?}");
+        let issued = issued.lock().unwrap().clone();
+        for id in &issued {
+            assert!(matches!(
+                store.get(id, Timestamp::now()).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+    }
 }

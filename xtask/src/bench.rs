@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, WriteRequest,
 };
 use futures::StreamExt;
-use session_store::id::random_token;
+use session_store::id::Handle;
 use session_store::item::{EXPIRY_INDEX, attr, encode};
 use session_store::schema::TableSpec;
 use session_store::sweep::SweepOptions;
@@ -37,7 +37,7 @@ async fn load(store: &DynamoStore, n: usize, idle: u32, now: Timestamp) -> Resul
         let mut batch = Vec::with_capacity(chunk.len());
         for _ in chunk {
             let id = SessionId::generate()?;
-            let session = Session::create(&id, random_token()?, request.clone(), &store.config().limits, now)?;
+            let session = Session::create(&id, Handle::random()?, request.clone(), &store.config().limits, now)?;
             let put = PutRequest::builder()
                 .set_item(Some(encode(&session, &id, None, "load", store.config())?))
                 .build()?;

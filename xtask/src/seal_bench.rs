@@ -313,7 +313,7 @@ async fn page_views(shapes: &[(&str, String)]) -> Result<(), BoxError> {
             data: SessionData::from_json(json)?,
             ..Default::default()
         };
-        let session = Session::create(&id, "family".into(), request, &config.limits, Timestamp::now())?;
+        let session = Session::create(&id, id.handle(), request, &config.limits, Timestamp::now())?;
         let sealed = item::encode(&session, &id, None, "bench", &config)?;
         let before = read_units(&client, &table, plaintext_layout(sealed.clone(), json)?).await?;
         let after = read_units(&client, &table, sealed).await?;

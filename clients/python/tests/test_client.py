@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -165,8 +166,13 @@ def test_list_pages_revoke_and_revoke_all(client: Client, subject: str) -> None:
     assert sorted(handles) == sorted(s.handle for s in sessions)
     assert all(s.subject == subject for s in page.sessions)
 
-    client.revoke(subject, sessions[0].handle)
-    client.revoke(subject, sessions[0].handle)  # revoked already: 204 again
+    rotated = client.rotate(sessions[0].id)
+    assert rotated.handle == sessions[0].handle  # a rotation keeps the handle
+    client.revoke(subject, sessions[0].handle)  # the listed handle reaches the rotated id
+    with pytest.raises(ss.NotFound):
+        client.get(rotated.id)
+    with pytest.raises(ss.NotFound):  # revoked already: the handle names nothing, nothing is done
+        client.revoke(subject, sessions[0].handle)
     with pytest.raises(ss.NotFound):
         client.get(sessions[0].id)
     assert client.revoke_all(subject, except_id=sessions[2].id) == 1
@@ -218,33 +224,84 @@ def test_errors_and_logs_never_show_ids(client: Client, caplog: pytest.LogCaptur
 # --- retries (httpx.MockTransport injects the fault; everything else reaches the service) ---
 
 
-class LostAnswer(Exception):
-    """A fault for Faulty: the request reaches the service and is applied, but its answer
-    is lost (Faulty raises httpx.ReadError instead of returning it)."""
+class Applied:
+    """A fault for Faulty: the request reaches the service and is applied, then
+    ``meanwhile`` runs (another writer, say), and the client gets ``answer`` instead of
+    the service's, or (``answer`` None) loses it: httpx.ReadError."""
+
+    def __init__(self, answer: httpx.Response | None = None, meanwhile: Callable[[], Any] | None = None) -> None:
+        self.answer = answer
+        self.meanwhile = meanwhile
+
+    def instead_of(self, real: httpx.Response) -> httpx.Response:
+        assert real.status_code < 300, real.status_code
+        if self.meanwhile is not None:
+            self.meanwhile()
+        if self.answer is None:
+            raise httpx.ReadError("the answer was lost")
+        return self.answer
 
 
-class Faulty(httpx.BaseTransport):
-    """Answers the first ``len(faults)`` requests with the given faults, then forwards."""
+def after(write: Callable[[], Any], answer: httpx.Response) -> Callable[[], httpx.Response]:
+    """A fault for Faulty: the request never reaches the service; ``write`` runs (another
+    writer), then the client gets ``answer``."""
 
-    def __init__(self, *faults: httpx.Response | Exception) -> None:
+    def fault() -> httpx.Response:
+        write()
+        return answer
+
+    return fault
+
+
+Fault = httpx.Response | Exception | Applied | Callable[[], httpx.Response]
+
+
+class Faults:
+    """The faults of Faulty and AsyncFaulty, and the requests they saw."""
+
+    def __init__(self, *faults: Fault) -> None:
         self.faults = list(faults)
         self.seen: list[httpx.Request] = []
-        self.real = httpx.HTTPTransport()
+
+    def take(self, request: httpx.Request) -> httpx.Response | Applied | None:
+        """The fault for ``request``: an answer, Applied, or None (forward it); raises an Exception fault."""
+        self.seen.append(request)
+        fault = self.faults.pop(0) if self.faults else None
+        if callable(fault):
+            fault = fault()
+        if isinstance(fault, Exception):
+            raise fault
+        return fault
+
+
+class Faulty(Faults, httpx.BaseTransport):
+    """Answers the first ``len(faults)`` requests with the given faults, then forwards."""
+
+    real = httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append(request)
-        if self.faults:
-            fault = self.faults.pop(0)
-            if isinstance(fault, LostAnswer):
-                answer = self.real.handle_request(request)
-                answer.read()
-                answer.close()
-                assert answer.status_code < 300, answer.status_code
-                raise httpx.ReadError("the answer was lost")
-            if isinstance(fault, Exception):
-                raise fault
+        fault = self.take(request)
+        if isinstance(fault, httpx.Response):
             return fault
-        return self.real.handle_request(request)
+        answer = self.real.handle_request(request)
+        if fault is None:
+            return answer
+        answer.read()
+        answer.close()
+        return fault.instead_of(answer)
+
+
+class AsyncFaulty(Faults, httpx.AsyncBaseTransport):
+    """Faulty for the AsyncClient."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        fault = self.take(request)
+        if isinstance(fault, httpx.Response):
+            return fault
+        async with httpx.AsyncHTTPTransport() as real:  # one per request: asyncio.run gives each call its loop
+            answer = await real.handle_async_request(request)
+            await answer.aread()
+        return answer if fault is None else fault.instead_of(answer)
 
 
 def problem(status: int, name: str, **headers: str) -> httpx.Response:
@@ -298,7 +355,7 @@ def test_retries_are_bounded_and_permanent_errors_not_retried(base_url: str) -> 
 def test_a_retried_delete_whose_first_attempt_went_through_succeeds(base_url: str) -> None:
     with Client(base_url) as plain:
         issued = plain.create({"a": 1})
-    faults = Faulty(LostAnswer())
+    faults = Faulty(Applied())
     with Client(base_url, transport=faults, retry=RetryPolicy(base_delay=0.01)) as client:
         client.delete(issued.id)  # the retry finds it gone: success, not NotFound
     assert len(faults.seen) == 2
@@ -314,51 +371,229 @@ def gateway(status: int) -> httpx.Response:
     return httpx.Response(status, json={"message": "Internal server error"})
 
 
-def test_if_match_writes_are_not_retried_after_an_unknown_outcome(base_url: str) -> None:
-    fast = RetryPolicy(base_delay=0.01)
-    with Client(base_url) as plain:
-        issued = plain.create({"a": 1})
-    # The first attempt is applied and its answer lost: a retry would get a false 412.
-    faults = Faulty(LostAnswer())
-    with Client(base_url, transport=faults, retry=fast) as client, pytest.raises(ss.TransportError):
-        client.replace(issued.id, {"b": 2}, if_match=issued)
-    assert len(faults.seen) == 1
-    v2 = client_get(base_url, issued.id)
-    assert v2.data == {"b": 2} and v2.version == 2
-    for status in (502, 504):
-        faults = Faulty(gateway(status))
-        with Client(base_url, transport=faults, retry=fast) as client, pytest.raises(ss.ProblemError) as caught:
-            client.merge(issued.id, {"c": status}, if_match=v2)
-        assert caught.value.status == status and len(faults.seen) == 1
-    faults = Faulty(httpx.ReadTimeout("slow"))
-    with Client(base_url, transport=faults, retry=fast) as client, pytest.raises(ss.TransportError):
-        client.merge(issued.id, {"c": 1}, if_match=2)
-    assert len(faults.seen) == 1
-    assert client_get(base_url, issued.id).version == 2
-
-
 def test_if_match_writes_are_retried_when_the_service_says_not_applied(base_url: str) -> None:
     fast = RetryPolicy(base_delay=0.01)
     with Client(base_url) as plain:
         issued = plain.create({"a": 1})
-    faults = Faulty(problem(503, "unavailable", **{"retry-after": "0"}), problem(409, "conflict"), gateway(429))
+    faults = Faulty(problem(409, "conflict"), gateway(429))
     with Client(base_url, transport=faults, retry=fast) as client:
         v2 = client.replace(issued.id, {"b": 2}, if_match=issued)
-    assert len(faults.seen) == 4 and v2.version == 2
+    assert [r.method for r in faults.seen] == ["PUT"] * 3 and v2.version == 2  # no read: not applied
     faults = Faulty(problem(409, "conflict"))
     with Client(base_url, transport=faults, retry=fast) as client:
         v3 = client.merge(issued.id, {"c": 3}, if_match=v2)
     assert len(faults.seen) == 2 and v3.data == {"b": 2, "c": 3}
     # If-Match: * holds again after an applied first attempt, and no If-Match at all is
-    # idempotent: both are retried after unknown outcomes.
-    faults = Faulty(LostAnswer(), gateway(502))
+    # idempotent: both are sent again after unknown outcomes, without a read.
+    faults = Faulty(Applied(), gateway(502))
     with Client(base_url, transport=faults, retry=fast) as client:
         v4 = client.replace(issued.id, {"d": 4}, if_match="*")
-    assert len(faults.seen) == 3 and v4.data == {"d": 4} and v4.version == 5
+    assert [r.method for r in faults.seen] == ["PUT"] * 3 and v4.data == {"d": 4} and v4.version == 5
     faults = Faulty(gateway(504), httpx.ConnectError("refused"))
     with Client(base_url, transport=faults, retry=fast) as client:
         assert client.merge(issued.id, {"e": 5}).data == {"d": 4, "e": 5}
-    assert len(faults.seen) == 3
+    assert [r.method for r in faults.seen] == ["PATCH"] * 3
+
+
+# An If-Match write whose answer may follow a commit (none, a 502, 504 or any 503) is never
+# sent again blindly: the client reads the session and decides. Each test runs the Client
+# and the AsyncClient.
+
+
+class FaultyClient:
+    """A Client, or an AsyncClient whose coroutines run to their end, behind (Async)Faulty."""
+
+    def __init__(self, mode: str, base_url: str, faults: tuple[Fault, ...], retry: RetryPolicy) -> None:
+        self.mode, self.base_url, self.retry = mode, base_url, retry
+        self.transport = Faulty(*faults) if mode == "sync" else AsyncFaulty(*faults)
+
+    def methods(self) -> list[str]:
+        return [request.method for request in self.transport.seen]
+
+    def replace(self, *args: Any, **kwargs: Any) -> ss.Session:
+        return self._call("replace", *args, **kwargs)
+
+    def merge(self, *args: Any, **kwargs: Any) -> ss.Session:
+        return self._call("merge", *args, **kwargs)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(self.transport, Faulty):
+            with Client(self.base_url, transport=self.transport, retry=self.retry) as client:
+                return getattr(client, name)(*args, **kwargs)
+        transport = self.transport
+
+        async def run() -> Any:
+            async with AsyncClient(self.base_url, transport=transport, retry=self.retry) as client:
+                return await getattr(client, name)(*args, **kwargs)
+
+        return asyncio.run(run())
+
+
+FAST = RetryPolicy(base_delay=0.01)
+
+
+@pytest.fixture(params=["sync", "async"])
+def faulty(request: pytest.FixtureRequest, base_url: str) -> Callable[..., FaultyClient]:
+    """``faulty(*faults, retry=...)``: a FaultyClient of each kind."""
+
+    def make(*faults: Fault, retry: RetryPolicy = FAST) -> FaultyClient:
+        return FaultyClient(request.param, base_url, faults, retry)
+
+    return make
+
+
+def unavailable() -> httpx.Response:
+    """The service's own 503, as it answers when DynamoDB's answer to a write was lost."""
+    return problem(503, "unavailable", **{"retry-after": "0"})
+
+
+def assert_plain_reads(through: FaultyClient) -> None:
+    reads = [r for r in through.transport.seen if r.method == "GET"]
+    assert reads and all(r.url.path.count("/sessions/") == 1 and not r.url.query for r in reads)  # never a touch
+
+
+def test_if_match_put_answered_503_after_it_committed_returns_the_session(
+    faulty: Callable[..., FaultyClient], client: Client
+) -> None:
+    issued = client.create({"a": 1})
+    through = faulty(Applied(unavailable()))
+    v2 = through.replace(issued.id, {"b": {"y": 1, "x": [True, None]}}, if_match=issued)
+    assert v2.version == 2 and v2.etag == '"2"' and v2.data == {"b": {"y": 1, "x": [True, None]}}
+    assert v2.handle == issued.handle and list(v2.data["b"]) == ["y", "x"]
+    assert through.methods() == ["PUT", "GET"]  # sent once, not a false 412
+    assert_plain_reads(through)
+    assert client.get(issued.id).version == 2
+
+
+def test_if_match_patch_answered_503_after_it_committed_returns_the_session(
+    faulty: Callable[..., FaultyClient], client: Client
+) -> None:
+    issued = client.create({"a": 1, "p": {"x": 1, "z": 0}})
+    through = faulty(Applied(unavailable()))
+    v2 = through.merge(issued.id, {"p": {"x": None, "y": 2}, "c": 3}, if_match=1)
+    assert v2.version == 2 and v2.data == {"a": 1, "p": {"z": 0, "y": 2}, "c": 3}
+    assert through.methods() == ["PATCH", "GET"]
+    assert_plain_reads(through)
+    assert client.get(issued.id).version == 2
+
+
+def test_if_match_write_whose_answer_was_lost_after_commit_returns_the_session(
+    faulty: Callable[..., FaultyClient], client: Client
+) -> None:
+    issued = client.create({"a": 1})
+    through = faulty(Applied())  # applied, then httpx.ReadError
+    v2 = through.replace(issued.id, {"b": 2}, if_match='"1"')
+    assert v2.version == 2 and v2.data == {"b": 2} and through.methods() == ["PUT", "GET"]
+    through = faulty(Applied(gateway(504)))
+    v3 = through.merge(issued.id, None, if_match=v2)  # removes all data
+    assert v3.version == 3 and v3.data == {} and through.methods() == ["PATCH", "GET"]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [unavailable, lambda: gateway(503), lambda: gateway(502), lambda: gateway(504), lambda: httpx.ConnectError("x")],
+    ids=["503-unavailable", "503-gateway", "502", "504", "no-answer"],
+)
+def test_if_match_write_that_did_not_reach_the_service_is_read_then_sent_again(
+    faulty: Callable[..., FaultyClient], client: Client, first: Callable[[], Fault]
+) -> None:
+    issued = client.create({"a": 1})
+    through = faulty(first())  # answered without reaching the service: still version 1
+    v2 = through.replace(issued.id, {"b": 2}, if_match=issued)
+    assert v2.version == 2 and v2.data == {"b": 2}
+    assert through.methods() == ["PUT", "GET", "PUT"]
+    through = faulty(first())
+    v3 = through.merge(issued.id, {"c": 3}, if_match=v2)
+    assert v3.version == 3 and v3.data == {"b": 2, "c": 3}
+    assert through.methods() == ["PATCH", "GET", "PATCH"]
+
+
+def test_if_match_write_after_which_another_writer_moved_the_session_is_a_412(
+    faulty: Callable[..., FaultyClient], client: Client
+) -> None:
+    issued = client.create({"a": 1})
+    through = faulty(Applied(unavailable(), meanwhile=lambda: client.replace(issued.id, {"other": 1})))
+    with pytest.raises(ss.PreconditionFailed) as caught:
+        through.replace(issued.id, {"b": 2}, if_match=issued)
+    assert caught.value.status == 412 and caught.value.route == "PUT /sessions/{id}"
+    assert through.methods() == ["PUT", "GET"]  # sent once
+    now = client.get(issued.id)
+    assert now.version == 3 and now.data == {"other": 1}
+    # Not applied, but another write made the next version: it does not show this one.
+    through = faulty(after(lambda: client.merge(issued.id, {"x": 1}), unavailable()))
+    with pytest.raises(ss.PreconditionFailed):
+        through.merge(issued.id, {"c": 3}, if_match=now)
+    assert through.methods() == ["PATCH", "GET"]
+    assert client.get(issued.id).data == {"other": 1, "x": 1}
+
+
+def test_if_match_write_whose_session_is_gone_after_an_unknown_outcome_is_not_found(
+    faulty: Callable[..., FaultyClient], client: Client
+) -> None:
+    issued = client.create({"a": 1})
+    through = faulty(Applied(unavailable(), meanwhile=lambda: client.delete(issued.id)))
+    with pytest.raises(ss.NotFound) as caught:
+        through.merge(issued.id, {"b": 2}, if_match=1)
+    assert caught.value.route == "PATCH /sessions/{id}" and issued.id not in str(caught.value)
+    assert through.methods() == ["PATCH", "GET"]
+
+
+def test_if_match_write_retries_a_failed_read_within_its_attempts(
+    faulty: Callable[..., FaultyClient], client: Client
+) -> None:
+    issued = client.create({"a": 1})
+    through = faulty(Applied(unavailable()), httpx.ReadTimeout("slow"), gateway(503))
+    v2 = through.replace(issued.id, {"b": 2}, if_match=1)
+    assert v2.version == 2 and through.methods() == ["PUT", "GET", "GET", "GET"]
+    # The write's own error once attempts run out (the write, then two reads of three attempts).
+    three = RetryPolicy(max_attempts=3, base_delay=0.01)
+    through = faulty(Applied(unavailable()), gateway(502), httpx.ConnectError("refused"), retry=three)
+    with pytest.raises(ss.Unavailable) as caught:
+        through.merge(issued.id, {"c": 3}, if_match=2)
+    assert caught.value.status == 503 and through.methods() == ["PATCH", "GET", "GET"]
+    assert client.get(issued.id).data == {"b": 2, "c": 3}  # it had landed: the error says "unknown", not 412
+    # A read that fails for good ends the checks: the write's error (the read's is its cause).
+    through = faulty(Applied(unavailable()), problem(500, "internal"))
+    with pytest.raises(ss.Unavailable) as unavailable_error:
+        through.merge(issued.id, {"d": 4}, if_match=3)
+    assert isinstance(unavailable_error.value.__cause__, ss.InternalError) and through.methods() == ["PATCH", "GET"]
+
+
+def test_judge_decides_from_the_session_read() -> None:
+    def session(version: int, data: dict) -> ss.Session:
+        when = "2026-01-01T00:00:00Z"
+        times = {"created_at": when, "updated_at": when, "expires_at": when, "absolute_expires_at": when}
+        body = {"handle": "h", "data": data, "idle_timeout_seconds": 60, "version": version}
+        return ss.Session.from_json(body | times)
+
+    sid = "A" * 42 + "E"
+    put = _core.op_replace(sid, {"a": 1, "b": [True, {"c": None}]}, 3, None).written
+    merge = _core.op_merge(sid, {"p": {"x": None, "y": [1]}}, '"3", "7"').written
+    clear = _core.op_merge(sid, None, 2).written
+    assert put is not None and merge is not None and clear is not None
+    assert _core.op_merge(sid, {}, "*").written is None and _core.op_replace(sid, {}, None, None).written is None
+    Verdict = _core.Verdict
+    cases = [
+        (put, session(3, {"old": 1}), Verdict.RESEND),
+        (put, session(4, {"b": [True, {"c": None}], "a": 1}), Verdict.LANDED),  # members in any order
+        (put, session(4, {"a": 1, "b": [1, {"c": None}]}), Verdict.PRECONDITION_FAILED),  # 1 is not true
+        (put, session(4, {"a": 1.0, "b": [True, {"c": None}]}), Verdict.LANDED),  # 1.0 is 1
+        (put, session(5, {"a": 1, "b": [True, {"c": None}]}), Verdict.PRECONDITION_FAILED),
+        (put, None, Verdict.NOT_FOUND),
+        (merge, session(4, {"p": {"y": [1]}, "q": 0}), Verdict.LANDED),
+        (merge, session(8, {"p": {"y": [1], "x": 0}}), Verdict.PRECONDITION_FAILED),
+        (merge, session(7, {"p": {"x": 0}}), Verdict.RESEND),
+        (merge, session(5, {"p": {"y": [1]}}), Verdict.PRECONDITION_FAILED),
+        (clear, session(3, {}), Verdict.LANDED),
+        (clear, session(3, {"a": 1}), Verdict.PRECONDITION_FAILED),
+        (clear, session(2, {"a": 1}), Verdict.RESEND),
+    ]
+    for written, read, want in cases:
+        assert _core.judge(written, read) is want, (written, read, want)
+    assert _core.merge_patch({"a": {"b": 1}, "c": 2}, {"a": {"b": None, "d": [None]}, "c": None, "e": 5}) == {
+        "a": {"d": [None]},
+        "e": 5,
+    }
 
 
 def client_get(base_url: str, session_id: str) -> ss.Session:
@@ -378,6 +613,7 @@ def test_calls_never_show_ids_in_their_repr() -> None:
         shown = repr(call)
         assert session_id not in shown and call.path not in shown and call.route in shown
     assert calls[1].retry_safe is False and _core.op_replace(session_id, {}, "*", None).retry_safe is True
+    assert session_id not in repr(calls[1].written)
 
 
 # --- the async client --------------------------------------------------------------
@@ -410,19 +646,8 @@ def test_async_client_walks_a_session(base_url: str, subject: str) -> None:
 
 
 def test_async_client_retries_503(base_url: str) -> None:
-    class AsyncFaulty(httpx.AsyncBaseTransport):
-        def __init__(self) -> None:
-            self.seen: list[httpx.Request] = []
-            self.real = httpx.AsyncHTTPTransport()
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            self.seen.append(request)
-            if len(self.seen) == 1:
-                return problem(503, "unavailable", **{"retry-after": "0"})
-            return await self.real.handle_async_request(request)
-
     async def run() -> AsyncFaulty:
-        transport = AsyncFaulty()
+        transport = AsyncFaulty(problem(503, "unavailable", **{"retry-after": "0"}))
         async with AsyncClient(base_url, transport=transport) as client:
             issued = await client.create({"a": 1})
             assert (await client.get(issued.id)).data == {"a": 1}

@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use url::Url;
 
+use crate::settle::{Check, Outcome, Written, settle};
 use crate::signing::{Signing, sign};
 use crate::{
-    Data, Error, IssuedSession, NewSession, Precondition, Problem, Replacement, RetryPolicy, Rotation, Session,
-    SessionId, SessionPage, SessionSummary,
+    Data, Error, IssuedSession, NewSession, Precondition, Problem, ProblemKind, Replacement, RetryPolicy, Rotation,
+    Session, SessionId, SessionPage, SessionSummary,
 };
 
 /// Credentials are fetched again this long before they expire.
@@ -244,6 +245,8 @@ struct Call {
     url: Url,
     body: Option<(Vec<u8>, &'static str)>,
     if_match: Option<String>,
+    /// For a write naming a version: what it writes, to settle an answer in doubt.
+    check: Option<Check>,
     idempotency_key: Option<String>,
 }
 
@@ -254,6 +257,7 @@ impl Call {
             url,
             body: None,
             if_match: None,
+            check: None,
             idempotency_key: None,
         }
     }
@@ -264,8 +268,16 @@ impl Call {
         Ok(self)
     }
 
-    fn precondition(mut self, precondition: Precondition) -> Self {
+    /// `If-Match`; naming a version, the write (`written`) is checked for in the session
+    /// read back when its answer is in doubt.
+    fn precondition(mut self, precondition: Precondition, written: impl FnOnce() -> Written) -> Self {
         self.if_match = precondition.if_match();
+        if let Precondition::Version(version) = precondition {
+            self.check = Some(Check {
+                version,
+                written: written(),
+            });
+        }
         self
     }
 
@@ -384,7 +396,9 @@ impl Client {
         self.send_for(Call::new(Method::GET, url)).await
     }
 
-    /// `PUT /sessions/{id}`: replaces the data (and the idle timeout, if given).
+    /// `PUT /sessions/{id}`: replaces the data (and the idle timeout, if given). With
+    /// [`Precondition::Version`], an answer in doubt is settled by reading the session
+    /// (see [`RetryPolicy`]): never a 412 for the write's own landing.
     ///
     /// ```no_run
     /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
@@ -403,12 +417,16 @@ impl Client {
     ) -> Result<Session, Error> {
         let call = Call::new(Method::PUT, self.url(&["sessions", id.expose()])?)
             .json(replacement, "application/json")?
-            .precondition(precondition);
+            .precondition(precondition, || Written::Replace {
+                data: replacement.data.clone(),
+                idle_timeout_seconds: replacement.idle_timeout_seconds,
+            });
         self.send_for(call).await
     }
 
     /// `PATCH /sessions/{id}`: merges `patch` into the data (RFC 7396: objects merge, `null`
-    /// removes a member).
+    /// removes a member). With [`Precondition::Version`], an answer in doubt is settled by
+    /// reading the session, as for [`Client::replace`].
     ///
     /// ```no_run
     /// # async fn run(client: session_service_client::Client, id: session_service_client::SessionId) -> Result<(), session_service_client::Error> {
@@ -424,7 +442,7 @@ impl Client {
         }
         let call = Call::new(Method::PATCH, self.url(&["sessions", id.expose()])?)
             .json(&Merge { data: patch }, "application/merge-patch+json")?
-            .precondition(precondition);
+            .precondition(precondition, || Written::Merge { patch: patch.clone() });
         self.send_for(call).await
     }
 
@@ -520,7 +538,9 @@ impl Client {
     }
 
     /// `DELETE /subjects/{subject}/sessions/{handle}`: revokes one of the owner's sessions
-    /// (a "log out that device" button). Revoking one revoked before succeeds.
+    /// (a "log out that device" button), whatever id it has now: a session keeps its handle
+    /// through rotations. A handle that names no live session of the owner (revoked or
+    /// logged out before, expired) is a not-found error: nothing was done.
     ///
     /// ```no_run
     /// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
@@ -581,46 +601,92 @@ impl Client {
         })
     }
 
-    /// Sends `call`, again while the answer says to retry and attempts remain.
+    /// Sends `call`, again while the answer says to retry and attempts remain. A write
+    /// naming a version whose answer is in doubt is not sent again blindly: the session is
+    /// read, and [`settle`] decides (each read one of the call's attempts).
     async fn send(&self, call: Call) -> Result<(StatusCode, Vec<u8>), Error> {
-        let retry = self.inner.retry;
-        let mut attempt = 1;
+        let mut sent = 0;
+        // Sent again after a read showed it had not landed: a 412 may then be the doing of
+        // an earlier attempt that committed late (or of a stale read).
+        let mut resent = false;
         loop {
-            let request = self.attempt(&call).await?;
-            let failure = match self.inner.http.execute(request).await {
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(retry_after);
-                    match response.bytes().await {
-                        Ok(body) if status.is_success() => return Ok((status, body.to_vec())),
-                        Ok(body) => answer_error(status, &body, retry_after),
-                        Err(e) => transport(e),
-                    }
-                }
-                Err(e) => transport(e),
+            sent += 1;
+            let failure = match self.exchange(&call).await {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => failure,
             };
-            // Whether the attempt surely did nothing, or may have (its answer got lost).
-            let (retryable, retry_after) = match &failure {
-                Error::Problem(problem) => (problem.kind().is_retryable(), problem.retry_after),
-                Error::Transport(_) => (call.if_match.is_none(), None),
-                // A gateway's own answers: throttled (429, 503: nothing done) or lost (502, 504).
-                Error::UnexpectedResponse { status, .. } => match status {
-                    429 | 503 => (true, None),
-                    502 | 504 => (call.if_match.is_none(), None),
-                    _ => (false, None),
+            let (step, retry_after) = next_step(&failure, &call, resent);
+            let Some(wait) = self.pause(sent, step, retry_after) else {
+                return Err(failure);
+            };
+            tokio::time::sleep(wait).await;
+            let Some(check) = call.check.as_ref().filter(|_| step == Step::Settle) else {
+                continue;
+            };
+            let (read, answer) = match self.read_back(&call.url, &mut sent).await {
+                Some(Ok((status, body))) => match serde_json::from_slice::<Session>(&body) {
+                    Ok(session) => (Some(session), Ok((status, body))),
+                    Err(_) => return Err(failure),
                 },
-                _ => (false, None),
+                Some(Err(gone)) => (None, Err(gone)),
+                None => return Err(failure),
             };
-            let wait = retry.delay(attempt, retry_after);
-            match wait {
-                Some(wait) if retryable && attempt < retry.max_attempts => tokio::time::sleep(wait).await,
-                _ => return Err(failure),
+            match settle(check, read) {
+                // The read's own answer: the session, or its not-found error.
+                Outcome::Landed(_) | Outcome::NotFound => return answer,
+                Outcome::PreconditionFailed { current } => {
+                    return Err(match failure.problem_kind() {
+                        Some(ProblemKind::PreconditionFailed) => failure,
+                        _ => Problem::precondition_failed(current).into(),
+                    });
+                }
+                Outcome::Resend if sent < self.inner.retry.max_attempts => resent = true,
+                Outcome::Resend => return Err(failure),
             }
-            attempt += 1;
+        }
+    }
+
+    /// Reads the session at `url` (a plain GET: no touch) to settle a write in doubt; again
+    /// after a failure a read is retried on, while attempts remain. The read's answer, or
+    /// its not-found error; `None` when no read told.
+    async fn read_back(&self, url: &Url, sent: &mut u32) -> Option<Result<(StatusCode, Vec<u8>), Error>> {
+        let read = Call::new(Method::GET, url.clone());
+        loop {
+            *sent += 1;
+            let failure = match self.exchange(&read).await {
+                Err(failure) if !failure.is_not_found() => failure,
+                answer => return Some(answer),
+            };
+            let (step, retry_after) = next_step(&failure, &read, false);
+            tokio::time::sleep(self.pause(*sent, step, retry_after)?).await;
+        }
+    }
+
+    /// The wait before another request of a call that has sent `sent`, when `step` allows
+    /// one, attempts remain and the service asks for no longer than the policy waits.
+    fn pause(&self, sent: u32, step: Step, retry_after: Option<Duration>) -> Option<Duration> {
+        let retry = self.inner.retry;
+        if step == Step::Surface || sent >= retry.max_attempts {
+            return None;
+        }
+        retry.delay(sent, retry_after)
+    }
+
+    /// One request of `call`: a success's status and body, else the error the answer is.
+    async fn exchange(&self, call: &Call) -> Result<(StatusCode, Vec<u8>), Error> {
+        let request = self.attempt(call).await?;
+        let response = self.inner.http.execute(request).await.map_err(transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after);
+        let body = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            Ok((status, body.to_vec()))
+        } else {
+            Err(answer_error(status, &body, retry_after))
         }
     }
 
@@ -665,6 +731,53 @@ impl Client {
             sign(&mut request, &credentials, service, region, SystemTime::now())?;
         }
         reqwest::Request::try_from(request).map_err(transport)
+    }
+}
+
+/// What to do after a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Send it again: it surely did nothing, or doing it twice is harmless.
+    Retry,
+    /// It may have committed (a write naming a version): read the session to settle it.
+    Settle,
+    /// Return its error.
+    Surface,
+}
+
+/// What to do after `failure` of `call` (`resent`: sent again after a read showed it had
+/// not landed), and the wait the service asked for. An answer that may follow a commit (a
+/// transport error, any 502, 503 or 504) is settled for a write naming a version; else 503s
+/// are retried, and lost answers (transport errors, 502, 504) are retried unless the call
+/// sends `If-Match: *`. A 412 to a write naming a version that was sent again is settled.
+fn next_step(failure: &Error, call: &Call, resent: bool) -> (Step, Option<Duration>) {
+    let in_doubt = if call.check.is_some() {
+        Step::Settle
+    } else if call.if_match.is_none() {
+        Step::Retry
+    } else {
+        Step::Surface
+    };
+    match failure {
+        Error::Problem(problem) => {
+            let kind = problem.kind();
+            let step = if call.check.is_some()
+                && (matches!(problem.status, 502..=504) || (resent && kind == ProblemKind::PreconditionFailed))
+            {
+                Step::Settle
+            } else if kind.is_retryable() {
+                Step::Retry
+            } else {
+                Step::Surface
+            };
+            (step, problem.retry_after)
+        }
+        Error::Transport(_) => (in_doubt, None),
+        // A gateway's own answers: throttled (429, 503: nothing done) or lost (502, 504).
+        Error::UnexpectedResponse { status: 429, .. } => (Step::Retry, None),
+        Error::UnexpectedResponse { status: 503, .. } if call.check.is_none() => (Step::Retry, None),
+        Error::UnexpectedResponse { status: 502..=504, .. } => (in_doubt, None),
+        _ => (Step::Surface, None),
     }
 }
 

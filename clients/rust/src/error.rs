@@ -106,6 +106,18 @@ impl Problem {
     pub fn kind(&self) -> ProblemKind {
         ProblemKind::from_type(&self.type_uri)
     }
+
+    /// The problem a 412 answers when the session is at version `current`, not the one
+    /// `If-Match` named (as the service words it).
+    pub(crate) fn precondition_failed(current: u64) -> Self {
+        Self {
+            type_uri: format!("{}precondition-failed", ProblemKind::PREFIX),
+            title: "Precondition failed".to_owned(),
+            status: 412,
+            detail: format!("If-Match does not match the session's version \"{current}\""),
+            retry_after: None,
+        }
+    }
 }
 
 /// The kinds of problem the service names (openapi.yaml), and any other.

@@ -1,7 +1,9 @@
 //! A client for the session service: typed calls for every route, SigV4 signing for a
 //! deployed stack (`execute-api` for API Gateway, `lambda` for a function URL, nothing for a
 //! local `http://` URL), an `Idempotency-Key` per create and rotation reused by its retries,
-//! and retries with backoff on 503 (`Retry-After`), conflicts and transport errors.
+//! and retries with backoff on 503 (`Retry-After`), conflicts and transport errors. A write
+//! naming a version whose answer is in doubt is settled by reading the session, never sent
+//! again blindly (see [`RetryPolicy`]).
 //!
 //! Session ids are bearer secrets: [`SessionId`]'s `Debug` never shows one, and only
 //! [`Client::create`] and [`Client::rotate`] answer with one.
@@ -28,6 +30,7 @@ mod client;
 mod error;
 mod model;
 mod retry;
+mod settle;
 pub mod signing;
 
 pub use client::{Client, ClientBuilder};

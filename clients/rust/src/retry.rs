@@ -3,13 +3,22 @@
 use std::time::Duration;
 
 /// Retries of a call: on a 503 (after its `Retry-After`), on a conflict or an in-flight
-/// `Idempotency-Key` (409), on a gateway's 429, 502 and 504, and on transport errors.
-/// Reads, deletes, replacements and merge patches are idempotent, and creates and rotations
-/// carry one `Idempotency-Key` through all their attempts, so a retry whose first attempt
-/// did commit returns that session. A write with [`crate::Precondition::Version`] or
-/// [`crate::Precondition::Exists`] is not sent again after an answer that got lost (a
-/// transport error, 502, 504): had the first attempt landed, the retry would fail its own
-/// `If-Match` (412) and hide that it did.
+/// `Idempotency-Key` (409), on a gateway's 429, 502 and 504, and on transport errors, each
+/// request counting as one of `max_attempts`. Reads, deletes, replacements and merge
+/// patches are idempotent, and creates and rotations carry one `Idempotency-Key` through
+/// all their attempts, so a retry whose first attempt did commit returns that session.
+///
+/// A write with [`crate::Precondition::Version`] (`replace`, `merge`) is not sent again
+/// blindly after an answer that may follow a commit (a transport error, any 502, 503 or
+/// 504, the service's `unavailable` included): its retry would fail its own `If-Match`
+/// and report a false 412. After the usual wait the session is read (a plain GET, retried
+/// like any read): still at that version, the write is sent again; at the next one and
+/// showing the write (the data sent; data the merge patch leaves unchanged), the read
+/// session is the call's answer; at another, the precondition-failed problem; gone,
+/// not-found. When no read tells, the write's own error is returned. A 412 to a write sent
+/// again is settled the same way, a 409 `conflict` (nothing done) is retried as it stands,
+/// and a write with [`crate::Precondition::Exists`] is retried on 503s and 409s but not
+/// after a transport error, 502 or 504.
 ///
 /// ```
 /// use std::time::Duration;

@@ -312,13 +312,13 @@ async fn empty_and_dot_segments_are_refused_before_any_request() {
 }
 
 #[tokio::test]
-async fn a_write_with_if_match_is_not_resent_after_a_lost_answer() {
+async fn a_write_with_if_match_any_is_not_resent_after_a_lost_answer() {
     let (url, received) = scripted(vec![Reply::Hang, Reply::Answer(200, &[], issued())]);
     let error = client(&url)
         .replace(
             &session_service_client::SessionId::new(ID),
             &Replacement::new(session_service_client::Data::empty()),
-            Precondition::Version(1),
+            Precondition::Exists,
         )
         .await
         .unwrap_err();
@@ -349,4 +349,190 @@ async fn a_gateways_429_is_retried_and_a_retry_after_past_the_policy_is_not_wait
         .unwrap_err();
     assert_eq!(error.problem_kind(), Some(ProblemKind::Unavailable));
     assert_eq!(received.lock().unwrap().len(), 1, "an hour is past max_retry_after");
+}
+
+/// A session (no id) at `version` holding `data`, as GET, PUT and PATCH answer it.
+fn session(version: u64, data: &str) -> String {
+    let time = "2026-12-03T10:00:00Z";
+    format!(
+        r#"{{"handle":"{h}","data":{data},"created_at":"{time}","updated_at":"{time}","expires_at":"{time}","absolute_expires_at":"{time}","idle_timeout_seconds":1800,"version":{version}}}"#,
+        h = "0".repeat(64)
+    )
+}
+
+fn unavailable() -> Reply {
+    Reply::Answer(503, &[("retry-after", "0")], problem("unavailable", 503))
+}
+
+/// The methods and targets the server got, in order.
+fn requests(received: &Mutex<Vec<Received>>) -> Vec<(String, String)> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.method.clone(), r.target.clone()))
+        .collect()
+}
+
+fn sent(method: &str) -> (String, String) {
+    (method.to_owned(), format!("/api/sessions/{ID}"))
+}
+
+async fn replace_version_3(url: &str, data: &str) -> Result<session_service_client::Session, Error> {
+    client(url)
+        .replace(
+            &session_service_client::SessionId::new(ID),
+            &Replacement::new(session_service_client::Data::from_json(data).unwrap()),
+            Precondition::Version(3),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_replace_naming_a_version_answered_503_is_read_and_its_landed_write_returned() {
+    let (url, received) = scripted(vec![
+        unavailable(),
+        Reply::Answer(200, &[], session(4, r#"{"theme":"light"}"#)),
+    ]);
+    let session = replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap();
+    assert_eq!((session.version, session.data.as_json()), (4, r#"{"theme":"light"}"#));
+    assert_eq!(
+        requests(&received),
+        [sent("PUT"), sent("GET")],
+        "one PUT, then a plain GET"
+    );
+    let received = received.lock().unwrap();
+    assert_eq!(received[0].header("if-match"), Some("\"3\""));
+    assert_eq!((received[1].header("if-match"), received[1].body.len()), (None, 0));
+}
+
+#[tokio::test]
+async fn a_merge_naming_a_version_answered_503_is_read_and_its_landed_write_returned() {
+    let (url, received) = scripted(vec![
+        unavailable(),
+        Reply::Answer(200, &[], session(4, r#"{"theme":"dark","cart":[7],"deep":{"a":1}}"#)),
+    ]);
+    let session = client(&url)
+        .merge(
+            &session_service_client::SessionId::new(ID),
+            &session_service_client::Data::from_json(r#"{"cart":[7],"coupon":null,"deep":{"a":1,"b":null}}"#).unwrap(),
+            Precondition::Version(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.version, 4);
+    assert_eq!(requests(&received), [sent("PATCH"), sent("GET")]);
+}
+
+#[tokio::test]
+async fn a_write_read_back_at_its_version_is_sent_again() {
+    let (url, received) = scripted(vec![
+        unavailable(),
+        Reply::Answer(200, &[], session(3, r#"{"theme":"dark"}"#)),
+        Reply::Answer(200, &[], session(4, r#"{"theme":"light"}"#)),
+    ]);
+    let session = replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap();
+    assert_eq!(session.version, 4);
+    assert_eq!(requests(&received), [sent("PUT"), sent("GET"), sent("PUT")]);
+    assert_eq!(received.lock().unwrap()[2].header("if-match"), Some("\"3\""));
+}
+
+#[tokio::test]
+async fn a_write_read_back_at_another_version_is_a_precondition_failure() {
+    for (version, data) in [
+        (5, r#"{"theme":"blue"}"#),
+        (4, r#"{"theme":"blue"}"#),
+        (5, r#"{"theme":"light"}"#),
+    ] {
+        let (url, received) = scripted(vec![unavailable(), Reply::Answer(200, &[], session(version, data))]);
+        let error = replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap_err();
+        assert_eq!(
+            error.problem_kind(),
+            Some(ProblemKind::PreconditionFailed),
+            "v{version} {data}: {error:?}"
+        );
+        let Error::Problem(problem) = &error else {
+            unreachable!()
+        };
+        assert_eq!(problem.status, 412);
+        assert_eq!(requests(&received), [sent("PUT"), sent("GET")], "v{version} {data}");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_a_write_naming_a_version_is_read_not_resent() {
+    for lost in [
+        Reply::Hang,
+        Reply::Answer(502, &[], "Bad Gateway".to_owned()),
+        Reply::Answer(504, &[], "Gateway Timeout".to_owned()),
+        Reply::Answer(503, &[], "Service Unavailable".to_owned()),
+    ] {
+        let (url, received) = scripted(vec![lost, Reply::Answer(200, &[], session(4, r#"{"theme":"light"}"#))]);
+        let session = replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap();
+        assert_eq!(session.version, 4);
+        assert_eq!(requests(&received), [sent("PUT"), sent("GET")]);
+    }
+}
+
+#[tokio::test]
+async fn a_write_whose_session_is_gone_when_read_back_is_not_found() {
+    let (url, received) = scripted(vec![unavailable(), Reply::Answer(404, &[], problem("not-found", 404))]);
+    let error = replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    assert_eq!(requests(&received), [sent("PUT"), sent("GET")]);
+}
+
+#[tokio::test]
+async fn a_412_to_a_resent_write_is_read_back_too() {
+    // The first attempt committed after the read (or the read was stale): the resend's
+    // 412 is its own write's doing.
+    let (url, received) = scripted(vec![
+        unavailable(),
+        Reply::Answer(200, &[], session(3, r#"{"theme":"dark"}"#)),
+        Reply::Answer(412, &[], problem("precondition-failed", 412)),
+        Reply::Answer(200, &[], session(4, r#"{"theme":"light"}"#)),
+    ]);
+    let session = replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap();
+    assert_eq!(session.version, 4);
+    assert_eq!(
+        requests(&received),
+        [sent("PUT"), sent("GET"), sent("PUT"), sent("GET")]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_read_back_is_retried_within_the_attempts_then_the_writes_error_returned() {
+    let (url, received) = scripted(vec![
+        unavailable(),
+        unavailable(),
+        Reply::Answer(200, &[], session(4, r#"{"theme":"light"}"#)),
+    ]);
+    replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap();
+    assert_eq!(requests(&received), [sent("PUT"), sent("GET"), sent("GET")]);
+
+    let (url, received) = scripted(vec![
+        Reply::Answer(502, &[], "Bad Gateway".to_owned()),
+        unavailable(),
+        unavailable(),
+        unavailable(),
+    ]);
+    let error = replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap_err();
+    assert!(
+        matches!(error, Error::UnexpectedResponse { status: 502, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        requests(&received),
+        [sent("PUT"), sent("GET"), sent("GET"), sent("GET")]
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_is_resent_without_a_read() {
+    let (url, received) = scripted(vec![
+        Reply::Answer(409, &[], problem("conflict", 409)),
+        Reply::Answer(200, &[], session(4, r#"{"theme":"light"}"#)),
+    ]);
+    replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap();
+    assert_eq!(requests(&received), [sent("PUT"), sent("PUT")]);
 }

@@ -78,11 +78,19 @@ async fn every_route_through_a_sessions_life() {
     assert_eq!(listed[0].handle, login.session.handle);
     assert_eq!(listed[0].device.as_ref().unwrap().label.as_deref(), Some("Work laptop"));
 
+    assert_eq!(
+        login.session.handle, created.session.handle,
+        "a rotation keeps the handle"
+    );
     client.revoke(&owner, &login.session.handle).await.unwrap();
-    client
-        .revoke(&owner, &login.session.handle)
-        .await
-        .expect("revoked before: still a success");
+    assert!(
+        client
+            .revoke(&owner, &login.session.handle)
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "revoked before: the handle names no live session, nothing is done"
+    );
     assert!(client.get(&login.id).await.unwrap_err().is_not_found());
     assert!(client.list_all(&owner).await.unwrap().is_empty());
 

@@ -23,11 +23,12 @@
 //! evicted. Memberships of sessions that are gone are forgotten on the way.
 //! Sessions the owner had before the cap was set count too: a subject above a
 //! lowered cap is brought down to it, at most [`MAX_VICTIMS`] sessions per login.
+//! What an admission adds to a transaction stays within DynamoDB's limits of 100
+//! parts ([`ADMISSION_PARTS`]) and 4 MB (`DELETED_BYTES` of deleted sessions).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::error::BuildError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Update};
 
 use super::expr::Expr;
@@ -49,6 +50,11 @@ pub const CAP_BUDGET: Duration = Duration::from_secs(3);
 pub const MAX_VICTIMS: usize = 40;
 /// The most memberships of gone or expired sessions one admission forgets.
 const MAX_FORGOTTEN: usize = 10;
+/// The parts an admission may add to a transaction: DynamoDB takes at most 100,
+/// and a write's own take at most 8 (a rotation's old and new session, lock
+/// check, two memberships, idempotency record and cap token, and one spare).
+/// A victim takes two, a forgotten membership one and its expired session one.
+const ADMISSION_PARTS: usize = 92;
 /// The bytes of deleted sessions one transaction may carry: DynamoDB takes at
 /// most 4 MB in a transaction, and the new session needs room too.
 const DELETED_BYTES: usize = 3_000_000;
@@ -163,13 +169,22 @@ impl DynamoStore {
                 live.sort_by(|(a, _), (b, _)| {
                     (a.updated_at, a.created_at, &a.handle).cmp(&(b.updated_at, b.created_at, &b.handle))
                 });
-                live.truncate(excess.min(MAX_VICTIMS).min(deletable));
+                live.truncate(excess.min(MAX_VICTIMS).min(deletable).min(ADMISSION_PARTS / 2));
                 live
             }
         };
         // Expired sessions first: they are the ones a late touch could revive.
         gone.sort_by_key(|g| g.expired.is_none());
-        gone.truncate(MAX_FORGOTTEN.min(deletable - victims.len().min(deletable)));
+        let (mut parts, mut deletes) = (ADMISSION_PARTS - 2 * victims.len(), deletable - victims.len());
+        let mut kept = 0;
+        gone.retain(|g| {
+            let (cost, deleted) = (1 + usize::from(g.expired.is_some()), usize::from(g.expired.is_some()));
+            let fits = kept < MAX_FORGOTTEN && cost <= parts && deleted <= deletes;
+            if fits {
+                (kept, parts, deletes) = (kept + 1, parts - cost, deletes - deleted);
+            }
+            fits
+        });
         Ok(Admission {
             subject: subject.clone(),
             token,
@@ -225,7 +240,7 @@ impl DynamoStore {
                 .build()?;
             let at = parts.push(delete);
             parts.victims.extend(at);
-            parts.push(self.forget_in_transaction(subject, membership)?);
+            parts.push(self.membership_delete(subject, membership)?);
         }
         for gone in &admission.gone {
             if let Some(expired) = &gone.expired {
@@ -241,7 +256,7 @@ impl DynamoStore {
                 let at = parts.push(delete);
                 parts.victims.extend(at);
             }
-            parts.push(self.forget_in_transaction(subject, &gone.membership)?);
+            parts.push(self.membership_delete(subject, &gone.membership)?);
         }
         Ok(())
     }
@@ -346,14 +361,6 @@ impl DynamoStore {
         {
             tracing::warn!(error = ?e, "lifting a login's lease failed; it lapses on its own");
         }
-    }
-
-    fn forget_in_transaction(&self, subject: &Subject, membership: &str) -> Result<Delete, BuildError> {
-        Delete::builder()
-            .table_name(&self.config.registry_table)
-            .key(registry::attr::PK, AttributeValue::S(owner_pk(subject)))
-            .key(registry::attr::SK, AttributeValue::S(membership.into()))
-            .build()
     }
 
     /// The owner's cap item (empty if none) and memberships: every page of a

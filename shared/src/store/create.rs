@@ -10,7 +10,7 @@ use super::expr::Expr;
 use super::transact::{Parts, Transacted};
 use super::written_by;
 use crate::error::StoreError;
-use crate::id::{SessionId, random_token};
+use crate::id::{Handle, SessionId, random_token};
 use crate::item::{self, attr};
 use crate::model::{Issued, NewSession, Session, Timestamp};
 use crate::registry::IdempotencyKey;
@@ -33,7 +33,7 @@ impl DynamoStore {
     ) -> Result<Issued, StoreError> {
         let id = SessionId::generate()?;
         let write = random_token()?;
-        let session = Session::create(&id, random_token()?, request, &self.config.limits, now)?;
+        let session = Session::create(&id, Handle::random()?, request, &self.config.limits, now)?;
         let mut e = Expr::default();
         let condition = format!("attribute_not_exists({})", e.name(attr::HANDLE));
         let item = item::encode(&session, &id, None, &write, &self.config)?;

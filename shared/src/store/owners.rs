@@ -1,26 +1,29 @@
 //! An owner's sessions: listing them from the registry's memberships, revoking
 //! one by its handle, and revoking all of them under the owner's lock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, ReturnValue, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::{StreamExt, TryStreamExt};
 
+use super::cap::Backoff;
 use super::expr::Expr;
 use crate::error::{StoreError, ValidationError};
 use crate::id::{Handle, SessionId, random_token};
 use crate::item::{self, attr};
 use crate::model::{Session, SessionSummary, Subject, Timestamp};
-use crate::registry::{LOCK_SECONDS, MEMBERSHIP_PREFIX};
+use crate::registry::{LOCK_SECONDS, MEMBERSHIP_PREFIX, Membership};
 use crate::store::DynamoStore;
 
 /// Deletes in flight at once when revoking an owner's sessions.
 const REVOKE_CONCURRENCY: usize = 16;
+/// How many times revoking one session looks for its current id.
+const REVOKE_ONE_LOOKS: u32 = 5;
 
 /// One page of an owner's live sessions.
 #[derive(Debug, Clone)]
@@ -32,12 +35,49 @@ pub struct SubjectPage {
 }
 
 impl DynamoStore {
-    /// Revokes the session `handle` if it is a live session of `subject`: one
-    /// conditional DeleteItem, so a handle never reaches another owner's session.
-    /// A handle whose session is gone already is revoked already (so an SDK retry
-    /// of a delete that committed succeeds too); another owner's or an expired
-    /// session is not found.
+    /// Revokes the live session of `subject` whose handle is `handle`, whatever id
+    /// it has now. The owner's memberships (read strongly consistently) name the
+    /// item of each id the session had; each is deleted, with its membership, in
+    /// one transaction on the condition that it is a live session of `subject`, so
+    /// a handle never reaches another owner's session. A rotation in between writes
+    /// the new id's membership in its own transaction, so a second look finds it.
+    /// [`StoreError::NotFound`] when no live session of `subject` has the handle
+    /// (never revoked, revoked already, expired, another owner's): nothing was done.
+    /// An SDK retry of a transaction that committed succeeds (its client token).
     pub async fn revoke_one(&self, subject: &Subject, handle: &Handle, now: Timestamp) -> Result<(), StoreError> {
+        let mut tried = HashSet::new();
+        for _ in 0..REVOKE_ONE_LOOKS {
+            let mut found = false;
+            let mut start = None;
+            loop {
+                let (members, next) = self.memberships(subject, start.take(), None).await?;
+                for member in members {
+                    if &member.family != handle || !tried.insert(member.handle.clone()) {
+                        continue;
+                    }
+                    found = true;
+                    if self.delete_member(subject, &member, now).await? {
+                        return Ok(());
+                    }
+                }
+                match next {
+                    Some(sk) => start = Some(sk),
+                    None => break,
+                }
+            }
+            if !found {
+                return Err(StoreError::NotFound);
+            }
+        }
+        // Rotated again before every look: a 409 to retry.
+        Err(StoreError::Contention {
+            attempts: REVOKE_ONE_LOOKS,
+        })
+    }
+
+    /// Deletes `member`'s session and membership if the session is a live one of
+    /// `subject`; whether it did.
+    async fn delete_member(&self, subject: &Subject, member: &Membership, now: Timestamp) -> Result<bool, StoreError> {
         let mut e = Expr::default();
         let condition = format!(
             "{} = {} AND {} >= {}",
@@ -46,22 +86,35 @@ impl DynamoStore {
             e.name(attr::EXPIRES_AT),
             e.num(now.0)
         );
-        let result = self
-            .client
-            .delete_item()
+        let session = Delete::builder()
             .table_name(&self.config.table_name)
-            .set_key(Some(item::key(handle)))
+            .set_key(Some(item::key(&member.handle)))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(e.names))
             .set_expression_attribute_values(Some(e.values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(session).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .delete(self.membership_delete(subject, &member.sk)?)
+                    .build(),
+            )
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(err) => match err.as_service_error() {
-                Some(DeleteItemError::ConditionalCheckFailedException(c)) if c.item.is_none() => Ok(()),
-                Some(DeleteItemError::ConditionalCheckFailedException(_)) => Err(StoreError::NotFound),
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel))
+                    if cancel
+                        .cancellation_reasons()
+                        .first()
+                        .is_some_and(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Ok(false)
+                }
                 _ => Err(err.into()),
             },
         }
@@ -168,16 +221,19 @@ impl DynamoStore {
     /// returns how many of the revoked sessions were live.
     ///
     /// It takes the owner's revocation lock first (from then on no rotation of
-    /// the owner's sessions commits, but of a family every revoke under way
-    /// spares), then reads the owner's memberships strongly consistently (every
-    /// session created or rotated before the lock is there) and deletes each
-    /// session. So once it returns, no session of `subject` that existed when it
-    /// began, nor any rotated from one, is left, whatever any index shows.
-    /// Concurrent revokes share the lock, so none lifts it for another. If it runs
-    /// out of time it says so ([`StoreError::Incomplete`], after
-    /// `config.revoke_budget`); what it deleted stays deleted, its share of the
-    /// lock holds until the lock expires, and calling it again finishes the work
-    /// (and lifts the share).
+    /// the owner's sessions commits, but of the spared family), then reads the
+    /// owner's memberships strongly consistently (every session created or
+    /// rotated before the lock is there) and deletes each session. So once it
+    /// returns, no session of `subject` that existed when it began, nor any
+    /// rotated from one, is left, whatever any index shows.
+    ///
+    /// One revoke holds the lock at a time. A revoke sparing no more than the
+    /// holder takes the lock over at once (it does the holder's work too: see
+    /// [`crate::registry`]); any other waits for the lock, and after the store's
+    /// retry budget answers [`StoreError::Contention`] (a 409 to retry). If it
+    /// runs out of time it says so ([`StoreError::Incomplete`], after
+    /// `config.revoke_budget`); what it deleted stays deleted, the lock holds until
+    /// it lapses, and calling it again takes the lock over and finishes the work.
     pub async fn revoke_subject(
         &self,
         subject: &Subject,
@@ -195,9 +251,18 @@ impl DynamoStore {
                 Err(e) => return Err(e),
             },
         };
-        let lock = self
-            .lock_owner(subject, spared.as_deref(), &random_token()?, now)
-            .await?;
+        let token = random_token()?;
+        let mut backoff = Backoff::new();
+        while !self
+            .take_lock(subject, spared.as_ref().map(Handle::as_str), &token, now)
+            .await?
+        {
+            if !backoff.wait().await {
+                return Err(StoreError::Contention {
+                    attempts: backoff.attempts(),
+                });
+            }
+        }
         let revoked = AtomicU64::new(0);
         let out_of_time = || StoreError::Incomplete {
             revoked: revoked.load(Ordering::Relaxed),
@@ -208,9 +273,7 @@ impl DynamoStore {
                 return Err(out_of_time());
             }
             let (members, next) = self.memberships(subject, start.take(), None).await?;
-            let doomed = members
-                .into_iter()
-                .filter(|m| spared.as_deref() != Some(m.family.as_str()));
+            let doomed = members.into_iter().filter(|m| spared.as_ref() != Some(&m.family));
             let (revoked, out_of_time) = (&revoked, &out_of_time);
             let deleted = futures::stream::iter(doomed)
                 .map(|member| async move {
@@ -250,7 +313,7 @@ impl DynamoStore {
             return Err(out_of_time());
         }
         let revoked = revoked.into_inner();
-        self.unlock_owner(subject, &lock).await?;
+        self.unlock_owner(subject, &token).await?;
         Ok(revoked)
     }
 }

@@ -1,8 +1,23 @@
-"""What the sync and async clients share: request building, retry decisions, parsing."""
+"""What the sync and async clients share: request building, retries, parsing.
+
+The retry loop itself lives here too (:class:`Attempts`), without its I/O: the
+clients only send what it asks for and sleep as long as it says.
+
+An answer that may follow an applied request (no answer at all, a 502, a 504, a 503)
+is handled by what the call is. A call safe to repeat whatever its first attempt
+did is sent again. A PUT or PATCH with an ``If-Match`` naming a version is not: had
+its first attempt been applied (the service answers 503 ``unavailable`` also when
+DynamoDB committed the write but its answer was lost), a second one would get a
+false 412. The client reads the session instead (a plain GET) and :func:`judge`
+decides: still at the version named, the write did not land and is sent again; one
+version on and showing the write, it landed and the session read is the result;
+moved on otherwise, the 412 the write would have got; gone, the 404.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import enum
 import json
 import logging
 import random
@@ -16,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import PROBLEM_PREFIX, ProblemError, problem_class
+from .errors import PROBLEM_PREFIX, NotFound, ProblemError, SessionServiceError, TransportError, problem_class
 from .models import Device, IssuedSession, Session, SessionPage, SessionSummary
 
 T = TypeVar("T")
@@ -31,17 +46,13 @@ _IDEMPOTENCY_KEY = re.compile(r"^[!-~]{16,255}$")
 _ETAG = re.compile(r'^(\*|"[0-9]+"( *, *"[0-9]+")*)$')
 
 #: Answers whose request may have been applied all the same: a gateway's 502 (a Lambda
-#: error, a bad or lost answer), 504 (a timeout) or a 503 of its own (no problem body).
-#: They are retried only when the call is safe to repeat whatever its first attempt did.
+#: error, a bad or lost answer), 504 (a timeout), or a 503: a gateway's own (no problem
+#: body), or the service's ``unavailable``, which it also answers when DynamoDB committed
+#: a write whose answer it never got. Only calls safe to repeat are sent again after
+#: them; an ``If-Match`` write reads the session first (see :func:`judge`).
 _UNKNOWN_OUTCOME_STATUSES = frozenset({502, 503, 504})
-#: Problems that say the request was not applied: worth another attempt whatever the call.
-_RETRY_PROBLEMS = frozenset(
-    {
-        PROBLEM_PREFIX + "unavailable",
-        PROBLEM_PREFIX + "conflict",
-        PROBLEM_PREFIX + "idempotency-key-in-flight",
-    }
-)
+#: 409 problems that say the request was not applied: worth another attempt whatever the call.
+_RETRY_CONFLICTS = frozenset({PROBLEM_PREFIX + "conflict", PROBLEM_PREFIX + "idempotency-key-in-flight"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,10 @@ class RetryPolicy:
     ``max_attempts`` counts the first try. The n-th retry waits a random time in
     ``[0, min(max_delay, base_delay * 2**n)]``, and at least the ``Retry-After``
     the service named; a ``Retry-After`` over ``max_retry_after`` is not waited
-    for (the error is raised).
+    for (the error is raised). When an ``If-Match`` write's outcome is unknown,
+    the read of the session and the resend it may allow are one retry (a read
+    that fails and is repeated is one more); when they run out, the write's
+    own error is raised.
     """
 
     max_attempts: int = 4
@@ -80,14 +94,8 @@ class Call(Generic[T]):
 
     ``route`` is the template used in messages and logs (never the path, which
     may hold a session id; the path, query, headers and body are left out of
-    the repr for the same reason). ``retry_safe`` allows retries when the first
-    attempt's outcome is unknown (a transport error, or a gateway's 502, 503 or
-    504: the request may have been applied). Reads, deletes, touches,
-    revocations, merge patches and unconditional replacements are idempotent,
-    and creates and rotations carry an ``Idempotency-Key``; a PUT or PATCH with
-    an ``If-Match`` naming a version is not: had its first attempt been applied,
-    a retry would get a false 412, so it is sent once unless the service said it
-    was not applied (a 503 ``unavailable`` or 409 ``conflict`` problem, a 429).
+    the repr for the same reason). ``written`` is set for a PUT or PATCH with an
+    ``If-Match`` naming a version (see :attr:`retry_safe`).
     """
 
     method: str
@@ -98,7 +106,22 @@ class Call(Generic[T]):
     body: bytes | None = field(default=None, repr=False)
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict, repr=False)
-    retry_safe: bool = True
+    written: Written | None = field(default=None, repr=False)
+
+    @property
+    def retry_safe(self) -> bool:
+        """Whether the call may be sent again when its first attempt's outcome is unknown
+        (no answer, a 502, 503 or 504: the request may have been applied).
+
+        Reads, deletes, touches, revocations, merge patches and unconditional
+        replacements are idempotent, and creates and rotations carry an
+        ``Idempotency-Key``. A PUT or PATCH with an ``If-Match`` naming a version
+        (``written``) is not: had its first attempt been applied, a second would get
+        a false 412. After an unknown outcome it reads the session, and :func:`judge`
+        says whether to send it again; it is sent again without a read only after
+        answers that say it was not applied (a 409 ``conflict`` problem, a 429).
+        """
+        return self.written is None
 
     def url(self, base_url: str) -> str:
         """The full URL, with the query encoded as SigV4 canonicalizes it."""
@@ -120,6 +143,69 @@ def _q(text: str) -> str:
     return quote(text, safe="-_.~")
 
 
+@dataclass(frozen=True)
+class Written:
+    """An ``If-Match`` write as :func:`judge` needs it: the versions ``If-Match`` named,
+    what was sent (the data of a PUT, the merge patch of a PATCH, as JSON values),
+    and ``read``, the plain GET of the session."""
+
+    versions: frozenset[int]
+    data: Any = field(repr=False)
+    merge: bool
+    read: Call[Session] = field(repr=False)
+
+    def shown_by(self, data: dict[str, Any]) -> bool:
+        """Whether session data ``data`` shows this write: it is the data a PUT sent,
+        or a PATCH's merge patch changes nothing in it."""
+        if not self.merge:
+            return same_json(data, self.data)
+        merged = {} if self.data is None else merge_patch(data, self.data)  # None: remove all data
+        return same_json(merged, data)
+
+
+class Verdict(enum.Enum):
+    """What the session read after an ``If-Match`` write's unknown outcome says."""
+
+    RESEND = "the write did not land: send it again"
+    LANDED = "the write landed: the session read is the result"
+    PRECONDITION_FAILED = "the session moved past the version If-Match named"
+    NOT_FOUND = "the session is gone"
+
+
+def judge(written: Written, session: Session | None) -> Verdict:
+    """Whether an ``If-Match`` write whose outcome is unknown landed, from the session
+    read after it (None: the read found no session)."""
+    if session is None:
+        return Verdict.NOT_FOUND
+    if session.version - 1 in written.versions and written.shown_by(session.data):
+        return Verdict.LANDED
+    if session.version in written.versions:
+        return Verdict.RESEND
+    return Verdict.PRECONDITION_FAILED
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: ``patch`` applied to ``target`` (neither is changed)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two parsed JSON values are equal (members in any order; ``true`` is not ``1``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same_json, a, b))
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
 def segment(value: str, what: str) -> str:
     """``value`` as one percent-encoded path segment (``/`` included; ``.`` and ``..`` too)."""
     if not isinstance(value, str) or value == "":
@@ -135,9 +221,17 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def _conditional(headers: Mapping[str, str]) -> bool:
-    """Whether an ``If-Match`` names a version (``*`` holds again once the first attempt held)."""
-    return headers.get("if-match", "*") != "*"
+def _versions(headers: Mapping[str, str]) -> frozenset[int]:
+    """The versions an ``If-Match`` names (none for ``*``: it holds again once the first attempt held)."""
+    return frozenset(int(tag) for tag in re.findall(r'"([0-9]+)"', headers.get("if-match", "")))
+
+
+def _written(session_id: str, headers: Mapping[str, str], body: bytes, merge: bool) -> Written | None:
+    """What :func:`judge` needs of a data write, when it carries an ``If-Match`` naming a version."""
+    versions = _versions(headers)
+    if not versions:
+        return None
+    return Written(versions, json.loads(body)["data"], merge, op_get(session_id, touch=False))
 
 
 def if_match(value: str | int | Session | None) -> dict[str, str]:
@@ -217,28 +311,140 @@ def problem(response: httpx.Response, route: str) -> ProblemError:
     )
 
 
-def should_retry_response(response: httpx.Response, call: Call[Any]) -> bool:
-    """Whether an error answer is worth another attempt.
+class Step(enum.Enum):
+    """What an error answer calls for."""
 
-    A 429 (API Gateway's or Lambda's throttling: the request never ran), the
-    service's 503 ``unavailable`` and its 409 ``conflict`` and
-    ``idempotency-key-in-flight`` say the request was not applied: always. A
-    502, 504 or a 503 without the service's problem may follow an applied
-    request: only when the call is ``retry_safe``.
+    RAISE = "raise the error"
+    RETRY = "send the call again"
+    CHECK = "read the session first (see judge)"
+
+
+def next_step(call: Call[Any], response: httpx.Response | None) -> Step:
+    """What an error answer (None: a transport error, no answer at all) calls for.
+
+    A 429 (API Gateway's or Lambda's throttling: the request never ran) and the
+    service's 409 ``conflict`` and ``idempotency-key-in-flight`` say the request
+    was not applied: retry. No answer, a 502, 504 or any 503 may follow an
+    applied request: retry a ``retry_safe`` call, check an ``If-Match`` write.
     """
-    status = response.status_code
+    status = None if response is None else response.status_code
     if status == 429:
-        return True
-    if status not in (409, 502, 503, 504):
-        return False
+        return Step.RETRY
+    if status == 409:
+        return Step.RETRY if _problem_type(response) in _RETRY_CONFLICTS else Step.RAISE
+    if status is not None and status not in _UNKNOWN_OUTCOME_STATUSES:
+        return Step.RAISE
+    return Step.RETRY if call.retry_safe else Step.CHECK
+
+
+def _problem_type(response: httpx.Response | None) -> Any:
     try:
-        body = response.json()
-        problem_type = body.get("type") if isinstance(body, dict) else None
+        body = response.json() if response is not None else None
     except ValueError:
-        problem_type = None
-    if status in (409, 503) and problem_type in _RETRY_PROBLEMS:
-        return True
-    return status in _UNKNOWN_OUTCOME_STATUSES and call.retry_safe
+        return None
+    return body.get("type") if isinstance(body, dict) else None
+
+
+@dataclass
+class Done(Generic[T]):
+    """The call's result."""
+
+    result: T
+
+
+@dataclass
+class Send:
+    """Wait ``delay`` seconds, then send ``call`` (the call again, or the read of its session)."""
+
+    call: Call[Any]
+    delay: float
+
+
+class Attempts(Generic[T]):
+    """The retry loop of one call, without its I/O (the clients share it).
+
+    The client sends ``call``, then gives :meth:`next` each answer (an
+    ``httpx.Response``, or the ``httpx.TransportError`` raised instead) and does
+    what it returns: :class:`Done` holds the result, :class:`Send` says what to
+    send next and how long to wait before; the call's error is raised.
+    """
+
+    def __init__(self, call: Call[T], policy: RetryPolicy) -> None:
+        self.call = call
+        self.policy = policy
+        self.retry = 0
+        #: While the session is read after an If-Match write: the write's error.
+        self.unknown: SessionServiceError | None = None
+
+    def next(self, answer: httpx.Response | httpx.TransportError) -> Done[T] | Send:
+        """What to do after ``answer`` (to the call, or to the read of its session)."""
+        if self.unknown is not None:
+            return self._after_read(answer, self.unknown)
+        call = self.call
+        response = answer if isinstance(answer, httpx.Response) else None
+        if response is not None and response.status_code < 400:
+            return Done(call.parse(response))
+        failure = self._failure(call, answer)
+        step = next_step(call, response)
+        if step is Step.RAISE:
+            raise failure
+        if step is Step.CHECK:
+            assert call.written is not None
+            self.unknown = failure
+            return self._again(call.written.read, failure)
+        return self._again(call, failure)
+
+    def _after_read(
+        self, answer: httpx.Response | httpx.TransportError, unknown: SessionServiceError
+    ) -> Done[T] | Send:
+        """After the read of the session an If-Match write with an ``unknown`` outcome made."""
+        call, written = self.call, self.call.written
+        assert written is not None
+        response = answer if isinstance(answer, httpx.Response) else None
+        if response is not None and response.status_code < 400:
+            verdict = judge(written, _session(response))
+        else:
+            failure = self._failure(written.read, answer)
+            if not isinstance(failure, NotFound):
+                if next_step(written.read, response) is Step.RETRY:
+                    return self._again(written.read, failure, raising=unknown)
+                raise unknown from failure
+            verdict = judge(written, None)
+        if verdict is Verdict.RESEND:
+            self.unknown = None
+            return Send(call, 0.0)  # the backoff came before the read
+        assert response is not None
+        if verdict is Verdict.LANDED:
+            return Done(call.parse(response))  # the session read: what the write's 200 would have said
+        if verdict is Verdict.NOT_FOUND:
+            raise problem(response, call.route)
+        raise problem_class(PROBLEM_PREFIX + "precondition-failed", 412)(
+            status=412,
+            type=PROBLEM_PREFIX + "precondition-failed",
+            title="Precondition failed",
+            detail="the session moved past the version If-Match named (read after the write's outcome was unknown)",
+            route=call.route,
+        )
+
+    def _again(
+        self, call: Call[Any], failure: SessionServiceError, raising: SessionServiceError | None = None
+    ) -> Send:
+        """Send ``call`` after the backoff (and ``failure``'s Retry-After), or raise ``raising``
+        (by default ``failure``) once retries are spent."""
+        retry_after = failure.retry_after if isinstance(failure, ProblemError) else None
+        delay = self.policy.backoff(self.retry, retry_after)
+        if delay is None:
+            raise raising or failure
+        self.retry += 1
+        return Send(call, delay)
+
+    @staticmethod
+    def _failure(call: Call[Any], answer: httpx.Response | httpx.TransportError) -> SessionServiceError:
+        if isinstance(answer, httpx.Response):
+            return problem(answer, call.route)
+        error = TransportError(f"{call.route}: {type(answer).__name__}: {answer}")
+        error.__cause__ = answer
+        return error
 
 
 # --- the routes ----------------------------------------------------------------------
@@ -322,29 +528,33 @@ def op_replace(
     if idle_timeout_seconds is not None:
         body["idle_timeout_seconds"] = idle_timeout_seconds
     headers = if_match(match)
+    sent = dumps(body)
+    written = _written(session_id, headers, sent, merge=False)
     return Call(
         "PUT",
         f"/sessions/{segment(session_id, 'id')}",
         "PUT /sessions/{id}",
         _session,
-        body=dumps(body),
+        body=sent,
         content_type=JSON,
         headers=headers,
-        retry_safe=not _conditional(headers),
+        written=written,
     )
 
 
 def op_merge(session_id: str, patch: Mapping[str, Any] | None, match: str | int | Session | None) -> Call[Session]:
     headers = if_match(match)
+    sent = dumps({"data": patch})
+    written = _written(session_id, headers, sent, merge=True)
     return Call(
         "PATCH",
         f"/sessions/{segment(session_id, 'id')}",
         "PATCH /sessions/{id}",
         _session,
-        body=dumps({"data": patch}),
+        body=sent,
         content_type=MERGE_PATCH,
         headers=headers,
-        retry_safe=not _conditional(headers),
+        written=written,
     )
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from . import _core
 from ._core import Call, RetryPolicy
-from .errors import NotFound, TransportError
+from .errors import NotFound
 from .models import Device, IssuedSession, Session, SessionPage, SessionSummary
 from .signing import SigningConfig, default_credentials, sign, signing_for_url
 
@@ -58,9 +58,6 @@ class _Base:
             headers = sign(call.method, url, headers, body, credentials=self._credentials, config=self.signing)
         return url, headers, body
 
-    def _transport_error(self, call: Call[Any], error: httpx.TransportError) -> TransportError:
-        return TransportError(f"{call.route}: {type(error).__name__}: {error}")
-
 
 class Client(_Base):
     """A synchronous client (thread-safe; reuse one per process).
@@ -99,28 +96,20 @@ class Client(_Base):
         self.close()
 
     def _execute(self, call: Call[T]) -> T:
-        retry = 0
+        attempts = _core.Attempts(call, self.retry)
+        request: Call[Any] = call
         while True:
-            url, headers, body = self._prepare(call)
+            url, headers, body = self._prepare(request)
+            answer: httpx.Response | httpx.TransportError
             try:
-                response = self._http.request(call.method, url, headers=headers, content=body or None)
+                answer = self._http.request(request.method, url, headers=headers, content=body or None)
             except httpx.TransportError as error:
-                delay = self.retry.backoff(retry, None) if call.retry_safe else None
-                if delay is None:
-                    raise self._transport_error(call, error) from error
-            else:
-                if response.status_code < 400:
-                    return call.parse(response)
-                failure = _core.problem(response, call.route)
-                delay = (
-                    self.retry.backoff(retry, failure.retry_after)
-                    if _core.should_retry_response(response, call)
-                    else None
-                )
-                if delay is None:
-                    raise failure
-            time.sleep(delay)
-            retry += 1
+                answer = error
+            step = attempts.next(answer)
+            if isinstance(step, _core.Done):
+                return step.result
+            time.sleep(step.delay)
+            request = step.call
 
     def health(self) -> bool:
         """``GET /health``: True when the function is up."""
@@ -155,9 +144,12 @@ class Client(_Base):
         idle_timeout_seconds: int | None = None,
     ) -> Session:
         """``PUT /sessions/{id}``: replace the data (and the idle timeout).
-        ``if_match``: an ETag, a version, a Session or ``"*"``. With a version, the call
-        is not retried after a transport error, 502 or 504 (a retry of an applied first
-        attempt would get a false 412); it still is after a 503 ``unavailable`` or 409."""
+        ``if_match``: an ETag, a version, a Session or ``"*"``. With a version, an answer
+        that may follow an applied write (none, a 502, 503 or 504) is not followed by the
+        same write blindly (it would get a false 412): the session is read, and the call
+        returns it if it shows the write one version on, sends the write again if still at
+        that version, and raises :class:`PreconditionFailed` if it moved on otherwise
+        (:class:`NotFound` if gone). The same holds for :meth:`merge`."""
         return self._execute(_core.op_replace(session_id, data, if_match, idle_timeout_seconds))
 
     def merge(
@@ -249,28 +241,20 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def _execute(self, call: Call[T]) -> T:
-        retry = 0
+        attempts = _core.Attempts(call, self.retry)
+        request: Call[Any] = call
         while True:
-            url, headers, body = self._prepare(call)
+            url, headers, body = self._prepare(request)
+            answer: httpx.Response | httpx.TransportError
             try:
-                response = await self._http.request(call.method, url, headers=headers, content=body or None)
+                answer = await self._http.request(request.method, url, headers=headers, content=body or None)
             except httpx.TransportError as error:
-                delay = self.retry.backoff(retry, None) if call.retry_safe else None
-                if delay is None:
-                    raise self._transport_error(call, error) from error
-            else:
-                if response.status_code < 400:
-                    return call.parse(response)
-                failure = _core.problem(response, call.route)
-                delay = (
-                    self.retry.backoff(retry, failure.retry_after)
-                    if _core.should_retry_response(response, call)
-                    else None
-                )
-                if delay is None:
-                    raise failure
-            await asyncio.sleep(delay)
-            retry += 1
+                answer = error
+            step = attempts.next(answer)
+            if isinstance(step, _core.Done):
+                return step.result
+            await asyncio.sleep(step.delay)
+            request = step.call
 
     async def health(self) -> bool:
         """``GET /health``: True when the function is up."""

@@ -23,7 +23,7 @@ class ConfigurationError(SessionServiceError, ValueError):
 
 class TransportError(SessionServiceError):
     """The request got no HTTP answer (connection refused, reset, timed out), after retries
-    (none for a PUT or PATCH with ``If-Match`` naming a version: it may have been applied)."""
+    (a PUT or PATCH with ``If-Match`` naming a version reads the session before each one)."""
 
 
 class ProblemError(SessionServiceError):
