@@ -350,13 +350,15 @@ async fn delete_is_idempotent() {
 async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
     let (store, _, now) = setup().await;
     let alice = Subject::parse("alice@example.com").unwrap();
-    let mut ids = Vec::new();
+    let (mut ids, mut handles) = (Vec::new(), Vec::new());
     for i in 0..5 {
         let request = NewSession {
             subject: Some(alice.clone()),
             ..new(600, 3600)
         };
-        ids.push(store.create(request, None, Timestamp(now.0 + i)).await.unwrap().id);
+        let issued = store.create(request, None, Timestamp(now.0 + i)).await.unwrap();
+        handles.push(issued.session.family);
+        ids.push(issued.id);
     }
     let expired = store
         .create(
@@ -393,7 +395,6 @@ async fn an_owners_live_sessions_list_in_pages_and_revoke_together() {
             break;
         }
     }
-    let handles: Vec<_> = ids.iter().map(|id| id.handle()).collect();
     assert_eq!(listed, handles, "live sessions, oldest first, the expired one left out");
     let bad = store.list_by_subject(&alice, 2, Some("not-a-cursor"), later).await;
     assert!(matches!(

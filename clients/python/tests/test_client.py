@@ -416,6 +416,9 @@ class FaultyClient:
     def merge(self, *args: Any, **kwargs: Any) -> ss.Session:
         return self._call("merge", *args, **kwargs)
 
+    def revoke(self, *args: Any, **kwargs: Any) -> None:
+        return self._call("revoke", *args, **kwargs)
+
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if isinstance(self.transport, Faulty):
             with Client(self.base_url, transport=self.transport, retry=self.retry) as client:
@@ -557,6 +560,76 @@ def test_if_match_write_retries_a_failed_read_within_its_attempts(
     with pytest.raises(ss.Unavailable) as unavailable_error:
         through.merge(issued.id, {"d": 4}, if_match=3)
     assert isinstance(unavailable_error.value.__cause__, ss.InternalError) and through.methods() == ["PATCH", "GET"]
+
+
+# A revoke by handle answers 404 when no live session of the owner has the handle. After
+# an attempt whose answer may follow a commit, a later attempt's 404 is the earlier
+# attempt's work: success, not a false NotFound.
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [lambda: None, unavailable, lambda: gateway(503), lambda: gateway(502), lambda: gateway(504)],
+    ids=["no-answer", "503-unavailable", "503-gateway", "502", "504"],
+)
+def test_a_retried_revoke_whose_first_attempt_went_through_succeeds(
+    faulty: Callable[..., FaultyClient], client: Client, subject: str, lost: Callable[[], httpx.Response | None]
+) -> None:
+    issued = client.create({"a": 1}, subject=subject)
+    rotated = client.rotate(issued.id)  # the handle follows the session through rotations
+    [listed] = client.list_sessions(subject).sessions
+    through = faulty(Applied(lost()))  # revoked, then its answer is lost or replaced
+    assert through.revoke(subject, listed.handle) is None  # the retry's 404: this call's own work
+    assert through.methods() == ["DELETE", "DELETE"]
+    with pytest.raises(ss.NotFound):
+        client.get(rotated.id)
+    assert list(client.iter_sessions(subject)) == []
+    # A later call finds nothing to revoke on its first attempt: NotFound, nothing was done.
+    through = faulty()
+    with pytest.raises(ss.NotFound) as caught:
+        through.revoke(subject, listed.handle)
+    assert caught.value.route == "DELETE /subjects/{subject}/sessions/{handle}" and through.methods() == ["DELETE"]
+
+
+def test_a_revoke_whose_earlier_attempts_did_nothing_is_not_found(
+    faulty: Callable[..., FaultyClient], client: Client, subject: str
+) -> None:
+    client.create(subject=subject)
+    [listed] = client.list_sessions(subject).sessions
+    client.revoke(subject, listed.handle)
+    # A 409 conflict and a 429 say the request was not applied: the 404 after them stands.
+    through = faulty(problem(409, "conflict"), gateway(429))
+    with pytest.raises(ss.NotFound):
+        through.revoke(subject, listed.handle)
+    assert through.methods() == ["DELETE"] * 3
+    with pytest.raises(ss.NotFound):
+        client.revoke(subject, "f" * 64)  # never there
+
+
+def test_only_revoke_takes_a_not_found_after_an_unknown_outcome_as_done() -> None:
+    def run(call: _core.Call[Any], *answers: httpx.Response | httpx.TransportError) -> Any:
+        attempts = _core.Attempts(call, RetryPolicy(base_delay=0))
+        for answer in answers:
+            step = attempts.next(answer)
+            if isinstance(step, _core.Done):
+                return step.result
+        raise AssertionError("no result")
+
+    revoke = _core.op_revoke("someone", "f" * 64)
+    assert revoke.gone_is_done and not _core.op_revoke_all("someone", None).gone_is_done
+    assert not _core.op_delete("A" * 42 + "E").gone_is_done
+    gone = problem(404, "not-found")
+    assert run(revoke, httpx.ReadError("lost"), gone) is None
+    assert run(revoke, gateway(502), gateway(429), gone) is None  # a 429 later undoes nothing
+    assert run(revoke, gateway(504), problem(503, "unavailable"), gone) is None
+    with pytest.raises(ss.NotFound):
+        run(revoke, gone)
+    with pytest.raises(ss.NotFound):
+        run(revoke, problem(409, "conflict"), gateway(429), gone)
+    with pytest.raises(ss.NoRoute):  # a wrong base URL is no proof the session is gone
+        run(revoke, gateway(503), problem(404, "no-route"))
+    with pytest.raises(ss.NotFound):  # a read is no revoke
+        run(_core.op_get("A" * 42 + "E", False), gateway(503), gone)
 
 
 def test_judge_decides_from_the_session_read() -> None:

@@ -248,6 +248,9 @@ struct Call {
     /// For a write naming a version: what it writes, to settle an answer in doubt.
     check: Option<Check>,
     idempotency_key: Option<String>,
+    /// A 404 after an answer that may follow a commit is the call's success: a revoke's
+    /// retry finds no live session when an earlier attempt revoked it.
+    gone_is_done: bool,
 }
 
 impl Call {
@@ -259,6 +262,7 @@ impl Call {
             if_match: None,
             check: None,
             idempotency_key: None,
+            gone_is_done: false,
         }
     }
 
@@ -287,6 +291,12 @@ impl Call {
         getrandom::fill(&mut key).map_err(|e| Error::Config(format!("no randomness for an Idempotency-Key: {e}")))?;
         self.idempotency_key = Some(URL_SAFE_NO_PAD.encode(key));
         Ok(self)
+    }
+
+    /// A 404 once an attempt's answer may have followed a commit is a success.
+    fn gone_is_done(mut self) -> Self {
+        self.gone_is_done = true;
+        self
     }
 }
 
@@ -540,7 +550,10 @@ impl Client {
     /// `DELETE /subjects/{subject}/sessions/{handle}`: revokes one of the owner's sessions
     /// (a "log out that device" button), whatever id it has now: a session keeps its handle
     /// through rotations. A handle that names no live session of the owner (revoked or
-    /// logged out before, expired) is a not-found error: nothing was done.
+    /// logged out before, expired) is a not-found error: nothing was done. But a 404 to a
+    /// retry after an answer that may follow a commit (lost, a 502, 503 or 504) is a
+    /// success: the session is not live, whether this call or an earlier one revoked it
+    /// (see [`RetryPolicy`]).
     ///
     /// ```no_run
     /// # async fn run(client: session_service_client::Client) -> Result<(), session_service_client::Error> {
@@ -551,7 +564,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn revoke(&self, subject: &str, handle: &str) -> Result<(), Error> {
-        let call = Call::new(Method::DELETE, self.url(&["subjects", subject, "sessions", handle])?);
+        let call = Call::new(Method::DELETE, self.url(&["subjects", subject, "sessions", handle])?).gone_is_done();
         self.send(call).await.map(drop)
     }
 
@@ -603,9 +616,12 @@ impl Client {
 
     /// Sends `call`, again while the answer says to retry and attempts remain. A write
     /// naming a version whose answer is in doubt is not sent again blindly: the session is
-    /// read, and [`settle`] decides (each read one of the call's attempts).
+    /// read, and [`settle`] decides (each read one of the call's attempts). A call whose
+    /// `gone_is_done` is set succeeds on a 404 after an answer in doubt (a revoke's retry).
     async fn send(&self, call: Call) -> Result<(StatusCode, Vec<u8>), Error> {
         let mut sent = 0;
+        // An answer so far may have followed a commit.
+        let mut doubted = false;
         // Sent again after a read showed it had not landed: a 412 may then be the doing of
         // an earlier attempt that committed late (or of a stale read).
         let mut resent = false;
@@ -615,6 +631,10 @@ impl Client {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
+            if call.gone_is_done && doubted && failure.is_not_found() {
+                return Ok((StatusCode::NO_CONTENT, Vec::new()));
+            }
+            doubted |= may_follow_a_commit(&failure);
             let (step, retry_after) = next_step(&failure, &call, resent);
             let Some(wait) = self.pause(sent, step, retry_after) else {
                 return Err(failure);
@@ -762,7 +782,7 @@ fn next_step(failure: &Error, call: &Call, resent: bool) -> (Step, Option<Durati
         Error::Problem(problem) => {
             let kind = problem.kind();
             let step = if call.check.is_some()
-                && (matches!(problem.status, 502..=504) || (resent && kind == ProblemKind::PreconditionFailed))
+                && (may_follow_a_commit(failure) || (resent && kind == ProblemKind::PreconditionFailed))
             {
                 Step::Settle
             } else if kind.is_retryable() {
@@ -778,6 +798,18 @@ fn next_step(failure: &Error, call: &Call, resent: bool) -> (Step, Option<Durati
         Error::UnexpectedResponse { status: 503, .. } if call.check.is_none() => (Step::Retry, None),
         Error::UnexpectedResponse { status: 502..=504, .. } => (in_doubt, None),
         _ => (Step::Surface, None),
+    }
+}
+
+/// Whether `failure` is an answer that may follow a commit: a transport error (the answer
+/// lost), any 502, 503 or 504 (a problem's or a gateway's).
+fn may_follow_a_commit(failure: &Error) -> bool {
+    match failure {
+        Error::Transport(_) => true,
+        Error::Problem(Problem { status, .. }) | Error::UnexpectedResponse { status, .. } => {
+            matches!(status, 502..=504)
+        }
+        _ => false,
     }
 }
 

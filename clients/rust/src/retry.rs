@@ -20,6 +20,12 @@ use std::time::Duration;
 /// and a write with [`crate::Precondition::Exists`] is retried on 503s and 409s but not
 /// after a transport error, 502 or 504.
 ///
+/// A revoke ([`crate::Client::revoke`]) is retried like a delete, but its retry answers 404
+/// when an earlier attempt revoked the session: a 404 after an answer that may follow a
+/// commit (a transport error, any 502, 503 or 504) is the call's success. A 404 to its
+/// first attempt, or after only answers that show nothing was done (a 409, a 429), is the
+/// not-found error.
+///
 /// ```
 /// use std::time::Duration;
 /// let patient = session_service_client::RetryPolicy { max_attempts: 6, ..Default::default() };

@@ -536,3 +536,49 @@ async fn a_conflict_is_resent_without_a_read() {
     replace_version_3(&url, r#"{"theme":"light"}"#).await.unwrap();
     assert_eq!(requests(&received), [sent("PUT"), sent("PUT")]);
 }
+
+const HANDLE: &str = "h1";
+
+async fn revoke(url: &str) -> Result<(), Error> {
+    client(url).revoke("user-42", HANDLE).await
+}
+
+fn revoked() -> (String, String) {
+    ("DELETE".to_owned(), format!("/api/subjects/user-42/sessions/{HANDLE}"))
+}
+
+fn not_found() -> Reply {
+    Reply::Answer(404, &[], problem("not-found", 404))
+}
+
+#[tokio::test]
+async fn a_revoke_whose_answer_was_lost_then_not_found_succeeded() {
+    // The first attempt revoked the session, its answer lost: the retry finds no live session.
+    let (url, received) = scripted(vec![Reply::Hang, not_found()]);
+    revoke(&url).await.unwrap();
+    assert_eq!(requests(&received), [revoked(), revoked()]);
+}
+
+#[tokio::test]
+async fn a_revoke_answered_503_then_not_found_succeeded() {
+    let (url, received) = scripted(vec![unavailable(), not_found()]);
+    revoke(&url).await.unwrap();
+    assert_eq!(requests(&received), [revoked(), revoked()]);
+}
+
+#[tokio::test]
+async fn a_revoke_not_found_at_once_is_not_found() {
+    let (url, received) = scripted(vec![not_found()]);
+    let error = revoke(&url).await.unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    assert_eq!(requests(&received), [revoked()]);
+}
+
+#[tokio::test]
+async fn a_revoke_not_found_after_a_conflict_is_not_found() {
+    // A 409 proves nothing was done: the 404 after it is the handle's own.
+    let (url, received) = scripted(vec![Reply::Answer(409, &[], problem("conflict", 409)), not_found()]);
+    let error = revoke(&url).await.unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    assert_eq!(requests(&received), [revoked(), revoked()]);
+}

@@ -22,8 +22,16 @@ use crate::store::DynamoStore;
 
 /// Deletes in flight at once when revoking an owner's sessions.
 const REVOKE_CONCURRENCY: usize = 16;
-/// How many times revoking one session looks for its current id.
-const REVOKE_ONE_LOOKS: u32 = 5;
+
+/// What deleting one id of a session revoked by handle came to.
+enum Revoked {
+    /// Deleted: the session is revoked.
+    Deleted,
+    /// Not a live session of the owner (deleted, expired, another owner's).
+    Gone,
+    /// Another write of it was committing: look again.
+    Conflict,
+}
 
 /// One page of an owner's live sessions.
 #[derive(Debug, Clone)]
@@ -40,24 +48,31 @@ impl DynamoStore {
     /// item of each id the session had; each is deleted, with its membership, in
     /// one transaction on the condition that it is a live session of `subject`, so
     /// a handle never reaches another owner's session. A rotation in between writes
-    /// the new id's membership in its own transaction, so a second look finds it.
+    /// the new id's membership in its own transaction, so the next look finds it;
+    /// looks are spaced by jittered waits, and after the store's retry budget a
+    /// session still rotating away is [`StoreError::Contention`] (a 409 to retry).
     /// [`StoreError::NotFound`] when no live session of `subject` has the handle
-    /// (never revoked, revoked already, expired, another owner's): nothing was done.
+    /// (never did, revoked already, expired, another owner's): nothing was done.
     /// An SDK retry of a transaction that committed succeeds (its client token).
     pub async fn revoke_one(&self, subject: &Subject, handle: &Handle, now: Timestamp) -> Result<(), StoreError> {
-        let mut tried = HashSet::new();
-        for _ in 0..REVOKE_ONE_LOOKS {
+        let mut gone = HashSet::new();
+        let mut backoff = Backoff::new();
+        loop {
             let mut found = false;
             let mut start = None;
             loop {
                 let (members, next) = self.memberships(subject, start.take(), None).await?;
                 for member in members {
-                    if &member.family != handle || !tried.insert(member.handle.clone()) {
+                    if &member.family != handle || gone.contains(&member.handle) {
                         continue;
                     }
                     found = true;
-                    if self.delete_member(subject, &member, now).await? {
-                        return Ok(());
+                    match self.delete_member(subject, &member, now).await? {
+                        Revoked::Deleted => return Ok(()),
+                        Revoked::Gone => {
+                            gone.insert(member.handle);
+                        }
+                        Revoked::Conflict => {}
                     }
                 }
                 match next {
@@ -68,16 +83,23 @@ impl DynamoStore {
             if !found {
                 return Err(StoreError::NotFound);
             }
+            // Rotated (or written) meanwhile: look again.
+            if !backoff.wait().await {
+                return Err(StoreError::Contention {
+                    attempts: backoff.attempts(),
+                });
+            }
         }
-        // Rotated again before every look: a 409 to retry.
-        Err(StoreError::Contention {
-            attempts: REVOKE_ONE_LOOKS,
-        })
     }
 
     /// Deletes `member`'s session and membership if the session is a live one of
-    /// `subject`; whether it did.
-    async fn delete_member(&self, subject: &Subject, member: &Membership, now: Timestamp) -> Result<bool, StoreError> {
+    /// `subject`.
+    async fn delete_member(
+        &self,
+        subject: &Subject,
+        member: &Membership,
+        now: Timestamp,
+    ) -> Result<Revoked, StoreError> {
         let mut e = Expr::default();
         let condition = format!(
             "{} = {} AND {} >= {}",
@@ -104,19 +126,19 @@ impl DynamoStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancel))
-                    if cancel
-                        .cancellation_reasons()
-                        .first()
-                        .is_some_and(|r| r.code() == Some("ConditionalCheckFailed")) =>
-                {
-                    Ok(false)
-                }
-                _ => Err(err.into()),
-            },
+        let err = match result {
+            Ok(_) => return Ok(Revoked::Deleted),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() else {
+            return Err(err.into());
+        };
+        match cancel.cancellation_reasons().first().and_then(|r| r.code()) {
+            // Deleted, expired or another owner's: this id is done with.
+            Some("ConditionalCheckFailed") => Ok(Revoked::Gone),
+            // A rotation or a write of it committing right now.
+            Some("TransactionConflict") => Ok(Revoked::Conflict),
+            _ => Err(err.into()),
         }
     }
 

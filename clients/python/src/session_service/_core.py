@@ -12,6 +12,10 @@ false 412. The client reads the session instead (a plain GET) and :func:`judge`
 decides: still at the version named, the write did not land and is sent again; one
 version on and showing the write, it landed and the session read is the result;
 moved on otherwise, the 412 the write would have got; gone, the 404.
+
+A call whose 404 says "nothing of that kind is live" (a revoke by handle:
+``gone_is_done``) is sent again after such an answer, and a 404 ``not-found`` to a
+later attempt is success: the earlier attempt may have done it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -95,7 +99,10 @@ class Call(Generic[T]):
     ``route`` is the template used in messages and logs (never the path, which
     may hold a session id; the path, query, headers and body are left out of
     the repr for the same reason). ``written`` is set for a PUT or PATCH with an
-    ``If-Match`` naming a version (see :attr:`retry_safe`).
+    ``If-Match`` naming a version (see :attr:`retry_safe`). ``gone_is_done`` is set
+    for a call answering None whose 404 ``not-found`` means what it would have
+    removed is not there (a revoke by handle): after an attempt whose outcome is
+    unknown, a later attempt's 404 is success (see :class:`Attempts`).
     """
 
     method: str
@@ -107,6 +114,7 @@ class Call(Generic[T]):
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     written: Written | None = field(default=None, repr=False)
+    gone_is_done: bool = False
 
     @property
     def retry_safe(self) -> bool:
@@ -367,6 +375,11 @@ class Attempts(Generic[T]):
     ``httpx.Response``, or the ``httpx.TransportError`` raised instead) and does
     what it returns: :class:`Done` holds the result, :class:`Send` says what to
     send next and how long to wait before; the call's error is raised.
+
+    A ``gone_is_done`` call whose attempt got an answer that may follow an applied
+    request (none, a 502, 503 or 504) takes a 404 ``not-found`` to a later attempt
+    as success: that attempt may have done it. A 404 before any such answer (first,
+    or after only a 409 ``conflict`` or a 429, which say nothing was done) is raised.
     """
 
     def __init__(self, call: Call[T], policy: RetryPolicy) -> None:
@@ -375,6 +388,8 @@ class Attempts(Generic[T]):
         self.retry = 0
         #: While the session is read after an If-Match write: the write's error.
         self.unknown: SessionServiceError | None = None
+        #: Whether an attempt of the call got an answer that may follow an applied request.
+        self.maybe_applied = False
 
     def next(self, answer: httpx.Response | httpx.TransportError) -> Done[T] | Send:
         """What to do after ``answer`` (to the call, or to the read of its session)."""
@@ -385,7 +400,11 @@ class Attempts(Generic[T]):
         if response is not None and response.status_code < 400:
             return Done(call.parse(response))
         failure = self._failure(call, answer)
+        if call.gone_is_done and self.maybe_applied and isinstance(failure, NotFound):
+            return Done(cast(T, None))  # gone: this call's earlier attempt, or another, did it
         step = next_step(call, response)
+        if response is None or response.status_code in _UNKNOWN_OUTCOME_STATUSES:
+            self.maybe_applied = True
         if step is Step.RAISE:
             raise failure
         if step is Step.CHECK:
@@ -613,6 +632,7 @@ def op_revoke(subject: str, handle: str) -> Call[None]:
         f"/subjects/{segment(subject, 'subject')}/sessions/{segment(handle, 'handle')}",
         "DELETE /subjects/{subject}/sessions/{handle}",
         _nothing,
+        gone_is_done=True,
     )
 
 

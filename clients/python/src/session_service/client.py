@@ -199,7 +199,14 @@ class Client(_Base):
             cursor = page.next_cursor
 
     def revoke(self, subject: str, handle: str) -> None:
-        """``DELETE /subjects/{subject}/sessions/{handle}``: revoke one of an owner's sessions."""
+        """``DELETE /subjects/{subject}/sessions/{handle}``: revoke one of an owner's sessions.
+
+        The handle (from :meth:`list_sessions`) follows the session through rotations: the
+        session is revoked under whichever id it has now. A handle naming no live session
+        of the owner (revoked or logged out already, expired, never there, another
+        owner's) raises :class:`NotFound`: nothing was done. Except after a retry: when an
+        earlier attempt's answer may follow a revoke that happened (none, a 502, 503 or
+        504), a later attempt's 404 returns None, as that attempt may have revoked it."""
         self._execute(_core.op_revoke(subject, handle))
 
     def revoke_all(self, subject: str, *, except_id: str | None = None) -> int:
@@ -337,7 +344,10 @@ class AsyncClient(_Base):
             cursor = page.next_cursor
 
     async def revoke(self, subject: str, handle: str) -> None:
-        """``DELETE /subjects/{subject}/sessions/{handle}``."""
+        """``DELETE /subjects/{subject}/sessions/{handle}`` (see :meth:`Client.revoke`): the
+        handle follows the session through rotations; :class:`NotFound` when it names no
+        live session of the owner (nothing was done), except after a retry whose earlier
+        attempt may have revoked it (None is returned)."""
         await self._execute(_core.op_revoke(subject, handle))
 
     async def revoke_all(self, subject: str, *, except_id: str | None = None) -> int:
