@@ -390,7 +390,9 @@ async fn the_cap_reads_strongly_consistently_even_when_the_api_reads_do_not() {
 
 #[tokio::test]
 async fn logins_sixty_over_a_lowered_cap_with_expired_sessions_each_fit_in_one_transaction() {
-    let (store, _) = store(None).await;
+    // Small sessions: the 4 MB bound leaves room for every eviction and forgotten
+    // membership, so only the 100-part bound holds a login to what fits.
+    let (store, _) = testkit::store(|config| config.limits.max_data_bytes = 4_096).await;
     let subject = Subject::parse("user-sixty-over").unwrap();
     let t0 = Timestamp::now();
     let short = NewSession {
