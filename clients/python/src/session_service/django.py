@@ -35,10 +35,10 @@ Settings (all but the URL optional):
 The mapping of Django's contract: ``load`` is ``GET /sessions/{id}``
 (``?touch=true``), a missing session loads as empty and drops the key;
 ``create`` is ``POST /sessions`` (the service makes the key);
-``save`` is ``PUT /sessions/{id}`` with ``idle_timeout_seconds =
-get_expiry_age()``, and a session deleted meanwhile raises ``UpdateError``
-(never resurrected); an expiry age of 0 or less deletes it (without a key,
-nothing is created); ``cycle_key`` is ``POST /sessions/{id}/rotate``;
+``save`` stores only what the request changed (below), and a session deleted
+meanwhile raises ``UpdateError`` (never resurrected); an expiry age of 0 or less
+deletes it (without a key, nothing is created); ``cycle_key`` is ``POST
+/sessions/{id}/rotate``;
 ``delete`` is ``DELETE /sessions/{id}``; ``clear_expired`` does nothing (the
 service's sweeper removes expired sessions). Once ``django.contrib.auth.login()``
 has put the user's id in the session, the next save (or ``cycle_key``) makes the
@@ -47,6 +47,25 @@ with ``subject``, the current data and full idle and absolute lifetimes, and the
 old one is deleted (a rotation would keep the anonymous session's absolute
 expiry). So :func:`revoke_user_sessions` and :func:`list_user_sessions` see
 every session of the user.
+
+A save sends the changes from the data the store loaded (the JSON object the
+service answered; after a write, the data that write sent) to the data it holds
+now, as the serializer makes it: ``PATCH /sessions/{id}`` with the RFC 7396 merge
+patch between them (:func:`merge_patch`: members changed or added as their new
+values, objects changed member by member, removed members as ``null`` at any
+depth; ``{}`` when nothing changed, which writes no data and slides the idle
+expiry as a touch does), without ``If-Match``. So two requests that change
+different keys of one session both land, and of two that set the same key the
+later save wins, as with Django's own backends. Where a merge patch cannot
+express the change (a value set to ``None``, which a patch's ``null`` would
+remove; members reordered) or the idle timeout changes (``get_expiry_age()`` is
+not what the service holds: a PATCH keeps it), the save is a ``PUT`` of the whole
+data with ``If-Match`` naming the version last read or written; when the session changed
+meanwhile (412), it is read again and this request's changes are applied to what
+it holds now (:func:`rebase`) and written on the same condition, up to
+``WRITE_ATTEMPTS`` writes in all, then ``UpdateError``. After ``clear()``, which
+replaces the data rather than changing it, a save writes the data whole (``PUT``,
+no condition), as a store with no data loaded does.
 """
 
 from __future__ import annotations
@@ -58,6 +77,7 @@ import re
 import threading
 import weakref
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -70,8 +90,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.crypto import get_random_string
 
 from .client import AsyncClient, Client
-from .errors import NotFound, SessionServiceError
-from .models import IssuedSession, SessionSummary
+from .errors import NotFound, PreconditionFailed, SessionServiceError
+from .models import IssuedSession, Session, SessionSummary
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +103,115 @@ DEFAULT_TIMEOUT = 5.0
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")
 _UNKNOWN = object()
 _GONE = "the session was deleted or expired before it was saved"
+_RACED = "the session kept changing while it was saved"
+#: Conditional full writes (``PUT`` with ``If-Match``) a save makes before it gives up
+#: with ``UpdateError``: the first, then one on fresh data after each 412.
+WRITE_ATTEMPTS = 3
 
 _lock = threading.Lock()
 _clients: dict[Hashable, Client] = {}
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+# --- what a save sends: pure functions of JSON data ------------------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality, stricter than ``==``: the same types (``1``, ``1.0`` and ``true``
+    differ) and objects with their members in the same order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(value, b[name]) for name, value in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return bool(a == b)
+
+
+def _loses_nulls(value: Any) -> bool:
+    """Whether a merge patch setting ``value`` would not store it as it is: ``null``
+    (a removal), or an object with a ``null`` member at any depth of objects (the
+    service merges it into an empty object, dropping them). Arrays are set verbatim."""
+    if value is None:
+        return True
+    return isinstance(value, dict) and any(_loses_nulls(member) for member in value.values())
+
+
+def merge_patch(loaded: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """The RFC 7396 merge patch that turns ``loaded`` into ``new`` (JSON objects), or
+    None when a merge patch cannot express the change.
+
+    Members of ``loaded`` missing from ``new`` are ``null``; members added or changed
+    are their new value, except that an object changed into an object is the merge
+    patch between the two (so removals at depth are ``null`` at depth); arrays and
+    other values are replaced whole. ``{}``: nothing changed. None when applying the
+    patch would not give ``new`` exactly: ``new`` sets a ``null`` (a patch's ``null``
+    removes), or its members are in another order than the merge leaves them (members
+    kept stay in their place, added ones come last, as the service orders them).
+    """
+    kept = [name for name in loaded if name in new]
+    if list(new) != kept + [name for name in new if name not in loaded]:
+        return None
+    patch: dict[str, Any] = {name: None for name in loaded if name not in new}
+    for name, value in new.items():
+        if name in loaded:
+            old = loaded[name]
+            if _same(old, value):
+                continue
+            if isinstance(old, dict) and isinstance(value, dict):
+                inner = merge_patch(old, value)
+                if inner is None:
+                    return None
+                patch[name] = inner
+                continue
+        if _loses_nulls(value):
+            return None
+        patch[name] = value
+    return patch
+
+
+def rebase(current: dict[str, Any], loaded: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The changes from ``loaded`` to ``new`` applied to ``current`` (the session's data
+    as it is now), as :func:`merge_patch` would apply them but with ``null`` values
+    kept: members removed go, members changed are set (an object changed into an
+    object member by member), and whatever else ``current`` holds stays. Members keep
+    their place in ``current``; added ones come last. Nothing given is modified."""
+    rebased = {name: value for name, value in current.items() if name in new or name not in loaded}
+    for name, value in new.items():
+        if name in loaded:
+            old = loaded[name]
+            if _same(old, value):
+                continue
+            if isinstance(old, dict) and isinstance(value, dict):
+                base = rebased.get(name)
+                rebased[name] = rebase(base if isinstance(base, dict) else {}, old, value)
+                continue
+        rebased[name] = value
+    return rebased
+
+
+def _full_write(current: dict[str, Any], loaded: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The data of a full write: ``new`` itself while the session holds what was loaded
+    (keeping ``new``'s order), else ``new``'s changes on what it holds now."""
+    return new if _same(current, loaded) else rebase(current, loaded, new)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What the service held when this store last read or wrote the session."""
+
+    #: The session's key then.
+    key: str
+    #: The session as the service answered (its data, version and idle timeout).
+    stored: Session
+    #: The data, as JSON, that the changes a save sends are from: what was loaded, or
+    #: what the last save sent.
+    baseline: dict[str, Any]
+    #: The ``_session_cache`` that ``baseline`` is the earlier state of (compared by
+    #: identity: a cache replaced since, as ``clear()`` does, describes no snapshot).
+    cache: dict[str, Any]
 
 
 def _config() -> tuple[str, str | None, Any, float]:
@@ -186,6 +309,8 @@ class SessionStore(SessionBase):
         self._owner: Any = _UNKNOWN
         # The key is a placeholder naming no session (see _placeholder).
         self._unstored = False
+        # What the service held at the last load or write (see _snapshot_for).
+        self._snapshot: _Snapshot | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'with' if self.session_key else 'without'} a key>"
@@ -225,15 +350,36 @@ class SessionStore(SessionBase):
     def _touch() -> bool:
         return bool(getattr(settings, "SESSION_SERVICE_TOUCH", True))
 
-    def _issued(self, issued: IssuedSession) -> None:
+    def _issued(self, issued: IssuedSession, cache: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+        """The session is now ``issued`` (created or rotated), holding ``cache``, whose
+        changes are from ``baseline`` (None: unknown, the next save writes it whole)."""
         self._session_key = issued.id
         self._owner = issued.subject
         self._unstored = False
+        self._remember(issued.id, issued, baseline, cache)
+
+    def _remember(self, key: str, stored: Session, baseline: dict[str, Any] | None, cache: dict[str, Any]) -> None:
+        self._snapshot = None if baseline is None else _Snapshot(key, stored, baseline, cache)
+
+    def _snapshot_for(self, key: str, cache: dict[str, Any]) -> _Snapshot | None:
+        """The snapshot of this key, when ``cache`` is the data it was taken with."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.key != key or snapshot.cache is not cache:
+            return None
+        return snapshot
+
+    def _loaded(self, key: str, session: Session) -> dict[str, Any]:
+        """The data of a session just read, remembered as what the next save's changes are from."""
+        self._owner = session.subject
+        data = self._from_service(session.data)
+        self._remember(key, session, session.data, data)
+        return data
 
     def _missing(self) -> dict[str, Any]:
         self._session_key = None
         self._owner = _UNKNOWN
         self._unstored = False
+        self._snapshot = None
         return {}
 
     def _placeholder(self) -> None:
@@ -247,6 +393,7 @@ class SessionStore(SessionBase):
         self._session_key = get_random_string(32, VALID_KEY_CHARS)
         self._owner = _UNKNOWN
         self._unstored = True
+        self._snapshot = None
 
     def _stored_key(self) -> str | None:
         """The key when it may name a session on the service (not a placeholder)."""
@@ -258,8 +405,9 @@ class SessionStore(SessionBase):
         deleted elsewhere: the old one is consumed by an atomic rotate, whose 404 (it was
         gone) deletes the new one and raises NotFound; the rotate's product, holding no
         data, is deleted. Any other failure deletes the new one too and leaves the old."""
+        sent = self._to_service(data)
         issued = client.create(
-            self._to_service(data),
+            sent,
             subject=owner,
             idle_timeout_seconds=self._idle(age),
             absolute_timeout_seconds=self._absolute(),
@@ -270,12 +418,13 @@ class SessionStore(SessionBase):
             _discard(client, issued.id)
             raise
         _discard(client, leftover.id)
-        self._issued(issued)
+        self._issued(issued, data, sent)
 
     async def _alogin(self, client: AsyncClient, key: str, data: dict[str, Any], owner: str, age: int) -> None:
         """The async :meth:`_login`."""
+        sent = self._to_service(data)
         issued = await client.create(
-            self._to_service(data),
+            sent,
             subject=owner,
             idle_timeout_seconds=self._idle(age),
             absolute_timeout_seconds=self._absolute(),
@@ -286,7 +435,65 @@ class SessionStore(SessionBase):
             await _adiscard(client, issued.id)
             raise
         await _adiscard(client, leftover.id)
-        self._issued(issued)
+        self._issued(issued, data, sent)
+
+    def _write(self, client: Client, key: str, data: dict[str, Any], idle: int) -> None:
+        """Stores what this store changed in the session (see :meth:`save`)."""
+        new = self._to_service(data)
+        snapshot = self._snapshot_for(key, data)
+        if snapshot is None:  # not changed from data it knows (cleared, say): the data whole
+            written = client.replace(key, new, idle_timeout_seconds=idle)
+        elif (patch := self._patch(snapshot, new, idle)) is not None:
+            written = client.merge(key, patch)
+        else:
+            stored = snapshot.stored
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                try:
+                    written = client.replace(
+                        key,
+                        _full_write(stored.data, snapshot.baseline, new),
+                        if_match=stored.version,
+                        idle_timeout_seconds=idle,
+                    )
+                    break
+                except PreconditionFailed as error:
+                    if attempt == WRITE_ATTEMPTS:
+                        raise UpdateError(_RACED) from error
+                stored = client.get(key)
+        self._remember(key, written, new, data)
+
+    async def _awrite(self, client: AsyncClient, key: str, data: dict[str, Any], idle: int) -> None:
+        """The async :meth:`_write`."""
+        new = self._to_service(data)
+        snapshot = self._snapshot_for(key, data)
+        if snapshot is None:
+            written = await client.replace(key, new, idle_timeout_seconds=idle)
+        elif (patch := self._patch(snapshot, new, idle)) is not None:
+            written = await client.merge(key, patch)
+        else:
+            stored = snapshot.stored
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                try:
+                    written = await client.replace(
+                        key,
+                        _full_write(stored.data, snapshot.baseline, new),
+                        if_match=stored.version,
+                        idle_timeout_seconds=idle,
+                    )
+                    break
+                except PreconditionFailed as error:
+                    if attempt == WRITE_ATTEMPTS:
+                        raise UpdateError(_RACED) from error
+                stored = await client.get(key)
+        self._remember(key, written, new, data)
+
+    @staticmethod
+    def _patch(snapshot: _Snapshot, new: dict[str, Any], idle: int) -> dict[str, Any] | None:
+        """The merge patch a save sends, or None for a full write: when the data's change
+        needs one (see :func:`merge_patch`) or the idle timeout changes (a PATCH keeps it)."""
+        if snapshot.stored.idle_timeout_seconds != idle:
+            return None
+        return merge_patch(snapshot.baseline, new)
 
     # --- the contract ----------------------------------------------------------------
 
@@ -299,8 +506,7 @@ class SessionStore(SessionBase):
             session = get_client().get(key, touch=self._touch())
         except NotFound:
             return self._missing()
-        self._owner = session.subject
-        return self._from_service(session.data)
+        return self._loaded(key, session)
 
     async def aload(self) -> dict[str, Any]:
         """The async :meth:`load`."""
@@ -311,8 +517,7 @@ class SessionStore(SessionBase):
             session = await get_async_client().get(key, touch=self._touch())
         except NotFound:
             return self._missing()
-        self._owner = session.subject
-        return self._from_service(session.data)
+        return self._loaded(key, session)
 
     def exists(self, session_key: str | None) -> bool:
         """Whether a live session has this key (``GET``, not touching it)."""
@@ -337,31 +542,34 @@ class SessionStore(SessionBase):
     def create(self) -> None:
         """``POST /sessions`` with the current data; the service makes the key."""
         data = self._get_session(no_load=True)
-        self._issued(
-            get_client().create(
-                self._to_service(data),
-                subject=self._wanted_owner(data),
-                idle_timeout_seconds=self._idle(self.get_expiry_age()),
-                absolute_timeout_seconds=self._absolute(),
-            )
+        sent = self._to_service(data)
+        issued = get_client().create(
+            sent,
+            subject=self._wanted_owner(data),
+            idle_timeout_seconds=self._idle(self.get_expiry_age()),
+            absolute_timeout_seconds=self._absolute(),
         )
+        self._issued(issued, data, sent)
         self.modified = True
 
     async def acreate(self) -> None:
         """The async :meth:`create`."""
         data = await self._aget_session(no_load=True)
-        self._issued(
-            await get_async_client().create(
-                self._to_service(data),
-                subject=self._wanted_owner(data),
-                idle_timeout_seconds=self._idle(await self.aget_expiry_age()),
-                absolute_timeout_seconds=self._absolute(),
-            )
+        sent = self._to_service(data)
+        issued = await get_async_client().create(
+            sent,
+            subject=self._wanted_owner(data),
+            idle_timeout_seconds=self._idle(await self.aget_expiry_age()),
+            absolute_timeout_seconds=self._absolute(),
         )
+        self._issued(issued, data, sent)
         self.modified = True
 
     def save(self, must_create: bool = False) -> None:
-        """Write the data (``PUT``, idle timeout = ``get_expiry_age()``).
+        """Store what changed since the data was loaded: a merge patch (``PATCH``), or a
+        conditional ``PUT`` with idle timeout = ``get_expiry_age()`` where a merge
+        patch cannot express the change or the idle timeout changes (see the module's
+        docstring); ``UpdateError`` when the session kept changing meanwhile.
 
         Without a key (or with ``must_create``) this creates the session; when
         the expiry age is 0 or less nothing is created and the key becomes a
@@ -392,7 +600,7 @@ class SessionStore(SessionBase):
             if (owner := self._new_owner(data)) is not None:
                 self._login(client, key, data, owner, age)
             else:
-                client.replace(key, self._to_service(data), idle_timeout_seconds=self._idle(age))
+                self._write(client, key, data, self._idle(age))
         except NotFound as error:
             raise UpdateError(_GONE) from error
 
@@ -419,7 +627,7 @@ class SessionStore(SessionBase):
             if (owner := self._new_owner(data)) is not None:
                 await self._alogin(client, key, data, owner, age)
             else:
-                await client.replace(key, self._to_service(data), idle_timeout_seconds=self._idle(age))
+                await self._awrite(client, key, data, self._idle(age))
         except NotFound as error:
             raise UpdateError(_GONE) from error
 
@@ -456,9 +664,11 @@ class SessionStore(SessionBase):
         key = self._stored_key()
         if key is not None:
             owner = self._new_owner(data)
+            previous = self._snapshot_for(key, data)
             try:
                 if owner is None:
-                    self._issued(get_client().rotate(key))
+                    # The service holds what it held (not this store's unsaved changes).
+                    self._issued(get_client().rotate(key), data, previous.baseline if previous else None)
                 else:
                     self._login(get_client(), key, data, owner, self.get_expiry_age())
             except NotFound:
@@ -475,9 +685,10 @@ class SessionStore(SessionBase):
         key = self._stored_key()
         if key is not None:
             owner = self._new_owner(data)
+            previous = self._snapshot_for(key, data)
             try:
                 if owner is None:
-                    self._issued(await get_async_client().rotate(key))
+                    self._issued(await get_async_client().rotate(key), data, previous.baseline if previous else None)
                 else:
                     await self._alogin(get_async_client(), key, data, owner, await self.aget_expiry_age())
             except NotFound:

@@ -322,6 +322,150 @@ class ServiceOwnershipTests(SimpleTestCase):
 
 
 
+class ServiceConcurrentSaveTests(SimpleTestCase):
+    """Two requests that load one session and save: a save sends only what its request
+    changed, so changes to different keys both land; the same key is last-writer-wins."""
+
+    def stored(self, data: dict[str, object]) -> str:
+        """A session holding ``data``; its key."""
+        session = SessionStore()
+        session.update(data)
+        session.save()
+        self.addCleanup(SessionStore().delete, session.session_key)
+        return session.session_key
+
+    def loaded(self, key: str) -> SessionStore:
+        """A request's session: loaded from the service, as the first access does."""
+        session = SessionStore(key)
+        session.keys()
+        return session
+
+    def test_two_requests_changing_different_keys_both_land(self) -> None:
+        key = self.stored({"x": 0})
+        first, second = self.loaded(key), self.loaded(key)
+        first["a"] = 1
+        second["b"] = 2
+        first.save()
+        second.save()
+        self.assertEqual(SessionStore(key).load(), {"x": 0, "a": 1, "b": 2})
+
+    async def test_async_two_requests_changing_different_keys_both_land(self) -> None:
+        key = self.stored({"x": 0})
+        first, second = SessionStore(key), SessionStore(key)
+        await first.akeys()
+        await second.akeys()
+        await first.aset("a", 1)
+        await second.aset("b", 2)
+        await first.asave()
+        await second.asave()
+        self.assertEqual(await SessionStore(key).aload(), {"x": 0, "a": 1, "b": 2})
+
+    def test_the_same_key_is_last_writer_wins(self) -> None:
+        key = self.stored({"a": "loaded"})
+        first, second = self.loaded(key), self.loaded(key)
+        first["a"] = "first"
+        first["other"] = 1
+        second["a"] = "second"
+        first.save()
+        second.save()
+        self.assertEqual(SessionStore(key).load(), {"a": "second", "other": 1})
+        first["a"] = "first again"
+        first.save()
+        self.assertEqual(SessionStore(key).load(), {"a": "first again", "other": 1})
+
+    def test_a_nested_removal_and_a_top_level_addition_both_land(self) -> None:
+        key = self.stored({"prefs": {"lang": "de", "theme": {"name": "dark", "contrast": 2}}})
+        first, second = self.loaded(key), self.loaded(key)
+        del first["prefs"]["theme"]["contrast"]
+        first.modified = True  # Django notices no change inside a value
+        second["cart"] = [1]
+        second.save()
+        first.save()
+        loaded = SessionStore(key).load()
+        self.assertEqual(loaded, {"prefs": {"lang": "de", "theme": {"name": "dark"}}, "cart": [1]})
+        self.assertEqual(list(loaded), ["prefs", "cart"])
+
+    def test_a_value_set_to_none_round_trips_and_keeps_a_change_made_meanwhile(self) -> None:
+        # None cannot go in a merge patch (null removes): a full write conditioned on
+        # the version loaded, which fails (the other request wrote first), then the
+        # same change on the session as it is now.
+        key = self.stored({"a": 1, "b": 1, "m": {"k": 1}})
+        first, second = self.loaded(key), self.loaded(key)
+        first["a"] = None
+        first["m"]["k"] = None
+        second["b"] = 2
+        second.save()
+        first.save()
+        self.assertEqual(get_client().get(key).data, {"a": None, "b": 2, "m": {"k": None}})
+        self.assertEqual(SessionStore(key).load(), {"a": None, "b": 2, "m": {"k": None}})
+
+    async def test_async_a_value_set_to_none_keeps_a_change_made_meanwhile(self) -> None:
+        key = self.stored({"a": 1, "b": 1})
+        first, second = SessionStore(key), SessionStore(key)
+        await first.aset("a", None)
+        await second.aset("b", 2)
+        await second.asave()
+        await first.asave()
+        self.assertEqual(await SessionStore(key).aload(), {"a": None, "b": 2})
+
+    def test_a_second_save_sends_only_its_new_changes(self) -> None:
+        key = self.stored({"x": 0})
+        first, second = self.loaded(key), self.loaded(key)
+        first["a"] = 1
+        first.save()
+        second["b"] = 2
+        second.save()
+        first["a"] = 2
+        first.save()
+        self.assertEqual(SessionStore(key).load(), {"x": 0, "a": 2, "b": 2})
+
+    def test_an_unchanged_save_writes_no_data(self) -> None:
+        # SESSION_SAVE_EVERY_REQUEST saves sessions nobody changed: such a save keeps
+        # what another request wrote meanwhile, and writes no new version.
+        key = self.stored({"x": 0})
+        first, second = self.loaded(key), self.loaded(key)
+        second["b"] = 2
+        second.save()
+        version = get_client().get(key).version
+        first.save()
+        stored = get_client().get(key)
+        self.assertEqual((stored.data, stored.version), ({"x": 0, "b": 2}, version))
+        SessionStore(key).delete()
+        with self.assertRaises(UpdateError):  # still never resurrected
+            first.save()
+
+    def test_an_expiry_change_keeps_a_change_made_meanwhile(self) -> None:
+        # The idle timeout needs a full write (a PATCH keeps it), conditioned and retried.
+        key = self.stored({"x": 0})
+        first, second = self.loaded(key), self.loaded(key)
+        first.set_expiry(300)
+        second["b"] = 2
+        second.save()
+        first.save()
+        stored = get_client().get(key)
+        self.assertEqual(stored.data, {"x": 0, "_session_expiry": 300, "b": 2})
+        self.assertEqual(stored.idle_timeout_seconds, 300)
+
+    def test_cycle_key_then_save_keeps_a_change_made_meanwhile(self) -> None:
+        key = self.stored({"x": 0})
+        first, second = self.loaded(key), self.loaded(key)
+        first["a"] = 1
+        second["b"] = 2
+        second.save()
+        first.cycle_key()
+        self.addCleanup(first.delete)
+        first.save()
+        self.assertEqual(SessionStore(first.session_key).load(), {"x": 0, "b": 2, "a": 1})
+
+    def test_a_cleared_session_is_written_whole(self) -> None:
+        key = self.stored({"x": 0, "y": 1})
+        session = self.loaded(key)
+        session.clear()
+        session["z"] = 2
+        session.save()
+        self.assertEqual(SessionStore(key).load(), {"z": 2})
+
+
 class ServiceAuthLoginTests(TestCase):
     """django.contrib.auth's login() and logout() through SessionMiddleware."""
 
