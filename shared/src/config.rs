@@ -89,7 +89,8 @@ pub struct Limits {
     /// A touch that would move the expiry by less than this is not written
     /// (`SESSION_TOUCH_STEP_SECONDS`, 60), unless the session would expire within it.
     pub touch_step: u32,
-    /// Largest session data, in bytes of its compact JSON text (`SESSION_MAX_DATA_BYTES`, 65536).
+    /// Largest session data, in bytes of its compact JSON text (`SESSION_MAX_DATA_BYTES`,
+    /// 380000: [`DATA_BYTES_CEILING`], what always fits in DynamoDB's 400 KB item after sealing).
     pub max_data_bytes: usize,
 }
 
@@ -101,7 +102,7 @@ impl Default for Limits {
             default_absolute_timeout: 12 * 60 * 60,
             max_absolute_timeout: 30 * 24 * 60 * 60,
             touch_step: 60,
-            max_data_bytes: 64 * 1024,
+            max_data_bytes: DATA_BYTES_CEILING,
         }
     }
 }

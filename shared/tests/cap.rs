@@ -341,7 +341,8 @@ async fn an_expired_session_still_stored_is_not_counted_and_is_deleted_with_its_
 
 #[tokio::test]
 async fn a_subject_far_over_a_new_cap_is_read_past_100_memberships_and_brought_down_40_a_login() {
-    let (store, _) = store(None).await;
+    // At 64 KB of data a session, 40 deleted sessions fit in a transaction's 4 MB.
+    let (store, _) = testkit::store(|config| config.limits.max_data_bytes = 64 * 1024).await;
     let subject = Subject::parse("user-many").unwrap();
     let now = Timestamp::now();
     for _ in 0..105 {

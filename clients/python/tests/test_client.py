@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+
 import pytest
 
 import session_service as ss
@@ -190,12 +192,24 @@ def test_dot_segments_are_subjects_too(client: Client) -> None:
         assert client.revoke_all(odd) >= 1
 
 
+def test_a_300_kb_session_round_trips(client: Client) -> None:
+    # What DynamoDB session stores commonly hold: the default limit is the item's, once sealed.
+    blob = secrets.token_urlsafe(225_000)
+    assert len(blob) == 300_000
+    created = client.create({"blob": blob, "n": 1})
+    assert client.get(created.id).data == {"blob": blob, "n": 1}
+    merged = client.merge(created.id, {"n": 2})
+    assert merged.data == {"blob": blob, "n": 2}
+    assert client.get(created.id).data == {"blob": blob, "n": 2}
+    client.delete(created.id)
+
+
 def test_problems_map_to_exceptions(client: Client, base_url: str) -> None:
     with pytest.raises(ss.InvalidRequest) as invalid:
         client.create(idle_timeout_seconds=0)
     assert invalid.value.status == 422 and invalid.value.detail
     with pytest.raises(ss.TooLarge):
-        client.create({"x": "a" * 70_000})
+        client.create({"x": "a" * 380_000})
     with pytest.raises(ss.InvalidQuery):
         client.list_sessions("someone", cursor="not-a-cursor")
     with pytest.raises(ss.InvalidQuery):

@@ -206,8 +206,8 @@ async fn bad_input_gets_a_clear_4xx_problem() {
     let create_with = |body: &str, ct: &str| with_body(event("create-session"), body, Some(ct));
     let deep = format!(r#"{{"data":{{"a":{}1{}}}}}"#, "[".repeat(70), "]".repeat(70));
     let deeper = format!(r#"{{"data":{{"a":{}1{}}}}}"#, "[".repeat(40_000), "]".repeat(40_000));
-    let big = format!(r#"{{"data":{{"a":"{}"}}}}"#, "x".repeat(70_000));
-    let huge = format!(r#"{{"data":{{"a":"{}"}}}}"#, "x".repeat(200_000));
+    let big = format!(r#"{{"data":{{"a":"{}"}}}}"#, "x".repeat(380_000));
+    let huge = format!(r#"{{"data":{{"a":"{}"}}}}"#, "x".repeat(1_000_000));
     let cases: Vec<(&str, Value, u16)> = vec![
         ("not JSON", create_with("{", "application/json"), 400),
         ("an array", create_with("[]", "application/json"), 422),
@@ -263,7 +263,11 @@ async fn bad_input_gets_a_clear_4xx_problem() {
             create_with(&deeper, "application/json"),
             422,
         ),
-        ("data over 64 KiB", create_with(&big, "application/json"), 413),
+        (
+            "data over the 380,000-byte limit",
+            create_with(&big, "application/json"),
+            413,
+        ),
         ("body far over the limit", create_with(&huge, "application/json"), 413),
         (
             "PUT without data",

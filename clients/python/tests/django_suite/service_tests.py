@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import unittest
 import uuid
 from datetime import datetime, timezone
@@ -325,6 +326,15 @@ class ServiceOwnershipTests(SimpleTestCase):
 class ServiceConcurrentSaveTests(SimpleTestCase):
     """Two requests that load one session and save: a save sends only what its request
     changed, so changes to different keys both land; the same key is last-writer-wins."""
+
+    def test_a_300_kb_session_round_trips_and_takes_a_change(self) -> None:
+        blob = secrets.token_urlsafe(225_000)
+        key = self.stored({"blob": blob, "n": 1})
+        first = self.loaded(key)
+        self.assertEqual(first["blob"], blob)
+        first["n"] = 2
+        first.save()
+        self.assertEqual(dict(self.loaded(key)), {"blob": blob, "n": 2})
 
     def stored(self, data: dict[str, object]) -> str:
         """A session holding ``data``; its key."""
