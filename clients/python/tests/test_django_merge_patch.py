@@ -16,20 +16,8 @@ from django.conf import settings
 if not settings.configured:
     settings.configure()
 
+from session_service._core import merge_patch as apply  # noqa: E402  (RFC 7396, in the service's member order)
 from session_service.django import _same, merge_patch, rebase  # noqa: E402
-
-
-def apply(target: Any, patch: Any) -> Any:
-    """RFC 7396 MergePatch(target, patch), in the service's member order."""
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            merged.pop(name, None)
-        else:
-            merged[name] = apply(merged.get(name), value)
-    return merged
 
 
 def patch_of(loaded: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
