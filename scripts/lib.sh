@@ -93,7 +93,8 @@ free_port() {
 }
 
 # Starts `scripts/run --in-memory` in the background on free ports (its log in
-# .local/service-run.log). Sets SERVICE_URL and SERVICE_PID; wait_for_service waits for
+# .local/service-run.log). Sets SERVICE_URL, SERVICE_DYNAMODB_URL, SERVICE_SESSIONS_TABLE
+# and SERVICE_PID; wait_for_service waits for
 # it to answer, stop_service stops it.
 start_service() {
   local api_port ddb_port
@@ -106,6 +107,9 @@ start_service() {
   DDB_PORT=$ddb_port API_PORT=$api_port SCHEDULE_EVERY=5 "$ROOT/scripts/run" --in-memory >"$SERVICE_LOG" 2>&1 &
   SERVICE_PID=$!
   SERVICE_URL="http://127.0.0.1:$api_port/lambda-url/api"
+  # Where its sessions table is, for the clients' direct reads (SESSIONS_TABLE's default in scripts/run).
+  SERVICE_DYNAMODB_URL="http://127.0.0.1:$ddb_port"
+  SERVICE_SESSIONS_TABLE=sessions
 }
 
 # Waits (up to 10 minutes: the first request waits for the build) for the service

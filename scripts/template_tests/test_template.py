@@ -53,6 +53,7 @@ ALL_OPTIONAL = {
     "FrontDoor": "FunctionUrl",
     "ClientRoleNames": "web-backend,worker",
     "ApiReservedConcurrency": "10",
+    "DirectReads": "Enabled",
 }
 VARIANTS = {
     "default parameters": {},
@@ -656,9 +657,37 @@ class FrontDoors(unittest.TestCase):
                 },
             ],
         }
+        direct_reads = lambda s: {  # noqa: E731
+            "Effect": "Allow",
+            "Action": "dynamodb:GetItem",
+            "Resource": s.getatt_token("SessionsTable", "Arn"),
+        }
         for door, statements in expected.items():
             for s in self.stacks(door):
                 self.assertEqual(self.client_policy(s)["PolicyDocument"]["Statement"], statements(s), door)
+            for s in self.stacks(door, DirectReads="Enabled"):
+                self.assertEqual(
+                    self.client_policy(s)["PolicyDocument"]["Statement"], statements(s) + [direct_reads(s)], door
+                )
+
+    def test_direct_reads_grant_getitem_on_the_sessions_table_to_the_client_roles_and_nothing_more(self):
+        reads = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:*", "*"}
+        table = lambda s: s.getatt_token("SessionsTable", "Arn")  # noqa: E731
+        for door in FRONT_DOORS:
+            for s in self.stacks(door):
+                actions = [st["Action"] for st in self.client_policy(s)["PolicyDocument"]["Statement"]]
+                self.assertFalse(reads & set(actions), f"{door}: direct reads are opt-in")
+            for s in self.stacks(door, DirectReads="Enabled", ClientRoleNames="web-backend"):
+                policy = self.client_policy(s)
+                self.assertEqual(policy["Roles"], ["web-backend"])
+                granted = [st for st in policy["PolicyDocument"]["Statement"] if str(st["Action"]).startswith("dynamodb:")]
+                # One action on the table itself: no index (table/index/*), no stream, no scan.
+                self.assertEqual(granted, [{"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": table(s)}])
+                self.assertEqual(s.outputs["SessionsTableName"], s.ref_token("SessionsTable"))
+        spec = sam_template()["Parameters"]["DirectReads"]
+        self.assertEqual(spec["Default"], "Disabled")
+        for value in ("true", "enabled", ""):
+            self.assertTrue(check_parameter("DirectReads", spec, value), value)
 
     def test_the_client_policy_is_attached_to_the_named_roles_and_no_one_else(self):
         for door in FRONT_DOORS:
@@ -688,6 +717,26 @@ class FrontDoors(unittest.TestCase):
                                 f"{door}: {logical_id} may call the API",
                             )
                     self.assertEqual(role["Properties"].get("ManagedPolicyArns", []), [], logical_id)
+
+    def test_lambdas_own_lines_are_kept_at_warn_only_and_metric_documents_always(self):
+        for door in FRONT_DOORS:
+            for s in self.stacks(door):
+                for logical_id, binary in BINARY.items():
+                    logging_config = s.props(logical_id)["LoggingConfig"]
+                    self.assertEqual(logging_config["LogGroup"], s.ref_token(binary.capitalize() + "LogGroup"))
+                    # START, END and REPORT are INFO lines of the platform; EMF documents carry no
+                    # level, so Lambda files them at INFO: the application level must let INFO through.
+                    self.assertEqual(
+                        {k: v for k, v in logging_config.items() if k != "LogGroup"},
+                        {"LogFormat": "JSON", "SystemLogLevel": "WARN", "ApplicationLogLevel": "INFO"},
+                        logical_id,
+                    )
+                self.assertEqual(s.props("ApiFunction")["Environment"]["Variables"]["RUST_LOG"], "info")
+            for s in self.stacks(door, ApiLogLevel="warn"):
+                self.assertEqual(s.props("ApiFunction")["Environment"]["Variables"]["RUST_LOG"], "warn")
+        spec = sam_template()["Parameters"]["ApiLogLevel"]
+        for value in ("debug", "trace", "WARN", "api=debug"):
+            self.assertTrue(check_parameter("ApiLogLevel", spec, value), value)
 
     def test_the_apis_reserved_concurrency_is_opt_in_and_a_whole_number(self):
         for door in FRONT_DOORS:

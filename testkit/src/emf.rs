@@ -39,7 +39,7 @@ impl Captured {
 
 /// Checks `document` against the EMF schema and the specification's other rules:
 /// every referenced dimension is a string member of the root, every metric a
-/// number member, at most 100 metrics a directive, and no name twice in a directive.
+/// number member (or an array of up to 100 numbers), at most 100 metrics a directive, and no name twice in a directive.
 pub fn validate(document: &Value) -> Result<(), String> {
     static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
     let schema = SCHEMA.get_or_init(|| {
@@ -68,8 +68,13 @@ pub fn validate(document: &Value) -> Result<(), String> {
             if !names.insert(name) {
                 return Err(format!("metric {name:?} twice in one directive"));
             }
-            if !document[name].is_number() {
-                return Err(format!("metric {name:?} is not a number member of the root"));
+            let value = &document[name];
+            let values = value.as_array().map_or(&[][..], Vec::as_slice);
+            let numbers = value.is_number() || (!values.is_empty() && values.iter().all(Value::is_number));
+            if !numbers || values.len() > 100 {
+                return Err(format!(
+                    "metric {name:?} is not a number or an array of 1 to 100 numbers at the root"
+                ));
             }
         }
     }
@@ -87,8 +92,10 @@ pub struct Datum {
     pub unit: String,
     /// The dimension set, with the document's values.
     pub dimensions: BTreeMap<String, String>,
-    /// The value.
+    /// The value (the first, when the document holds several).
     pub value: f64,
+    /// Every value the document holds for it.
+    pub values: Vec<f64>,
 }
 
 /// Every metric value `document` publishes, once per dimension set.
@@ -105,12 +112,17 @@ pub fn data(document: &Value) -> Vec<Datum> {
                 .collect();
             for metric in directive["Metrics"].as_array().into_iter().flatten() {
                 let name = metric["Name"].as_str().unwrap_or_default();
+                let values: Vec<f64> = match &document[name] {
+                    Value::Array(values) => values.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect(),
+                    value => vec![value.as_f64().unwrap_or(f64::NAN)],
+                };
                 data.push(Datum {
                     namespace: directive["Namespace"].as_str().unwrap_or_default().to_owned(),
                     name: name.to_owned(),
                     unit: metric["Unit"].as_str().unwrap_or("None").to_owned(),
                     dimensions: dimensions.clone(),
-                    value: document[name].as_f64().unwrap_or(f64::NAN),
+                    value: values.first().copied().unwrap_or(f64::NAN),
+                    values,
                 });
             }
         }
@@ -165,7 +177,9 @@ mod tests {
     #[test]
     fn documents_cloudwatch_would_reject_are_invalid() {
         type Breakage = (&'static str, fn(&mut Value));
-        let broken: [Breakage; 6] = [
+        let broken: [Breakage; 8] = [
+            ("an empty array of values", |d| d["time"] = json!([])),
+            ("101 values", |d| d["time"] = json!(vec![1; 101])),
             ("no timestamp", |d| {
                 d["_aws"].as_object_mut().unwrap().remove("Timestamp");
             }),

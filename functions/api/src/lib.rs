@@ -148,6 +148,10 @@ fn emit_metrics(app: &App, method: &Method, route: &str, status: u16, started: I
         )
         .count(BY_FUNCTION, "PermanentFaults", u64::from(status == 500))
         .count(BY_FUNCTION, "Unavailable", u64::from(status == 503));
+    if status >= 500 {
+        // Alarms watch these: written at once, not at the end of the minute.
+        document.urgent();
+    }
     match tally.0.get() {
         None => {}
         Some(&Counted::Created { evicted }) => {

@@ -10,7 +10,8 @@ use session_store::{Config, DynamoStore};
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let metrics = Metrics::from_env("api");
+    // One document per route and minute, not per request (README "What a page view costs").
+    let metrics = Metrics::from_env("api").by_minute();
     let store = DynamoStore::new(runtime::dynamodb_client(&metrics).await, config);
     let app = App {
         metrics,
