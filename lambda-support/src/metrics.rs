@@ -108,13 +108,18 @@ impl Metrics {
         self
     }
 
-    /// Metrics of `function` in the namespace `METRICS_NAMESPACE` names (start-up only).
+    /// Metrics of `function` in the namespace `METRICS_NAMESPACE` names, written
+    /// [by minute](Metrics::by_minute) when `METRICS_BY_MINUTE` is `true` (start-up only).
     pub fn from_env(function: &'static str) -> Self {
         let namespace = std::env::var("METRICS_NAMESPACE")
             .ok()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        Self::new(&namespace, function)
+        let metrics = Self::new(&namespace, function);
+        match std::env::var("METRICS_BY_MINUTE").as_deref() {
+            Ok("true") => metrics.by_minute(),
+            _ => metrics,
+        }
     }
 
     /// The same metrics, written to `sink` instead (tests read them there).

@@ -732,6 +732,7 @@ class FrontDoors(unittest.TestCase):
                         logical_id,
                     )
                 self.assertEqual(s.props("ApiFunction")["Environment"]["Variables"]["RUST_LOG"], "info")
+                self.assertEqual(s.props("ApiFunction")["Environment"]["Variables"]["METRICS_BY_MINUTE"], "true")
             for s in self.stacks(door, ApiLogLevel="warn"):
                 self.assertEqual(s.props("ApiFunction")["Environment"]["Variables"]["RUST_LOG"], "warn")
         spec = sam_template()["Parameters"]["ApiLogLevel"]

@@ -10,8 +10,7 @@ use session_store::{Config, DynamoStore};
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    // One document per route and minute, not per request (README "What a page view costs").
-    let metrics = Metrics::from_env("api").by_minute();
+    let metrics = Metrics::from_env("api");
     let store = DynamoStore::new(runtime::dynamodb_client(&metrics).await, config);
     let app = App {
         metrics,
