@@ -50,6 +50,8 @@ struct Inner {
     base: Url,
     auth: Auth,
     retry: RetryPolicy,
+    #[cfg(feature = "direct-reads")]
+    direct: Option<crate::direct::DirectReads>,
 }
 
 #[derive(Debug)]
@@ -83,9 +85,47 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     timeout: Duration,
     connect_timeout: Duration,
+    #[cfg(feature = "direct-reads")]
+    direct: Option<crate::direct::DirectReads>,
 }
 
 impl ClientBuilder {
+    /// Reads sessions straight from the sessions table (`SessionsTableName`, a stack
+    /// output) through `dynamodb`: [`Client::get`] is one strongly consistent GetItem,
+    /// opened here with the id, and [`Client::get_and_touch`] adds the service's touch only
+    /// when one is due (at most once a touch step per session), so most page views make
+    /// no HTTP request. Needs `dynamodb:GetItem` on the table (the template's
+    /// `DirectReads=Enabled`). Every other call still goes to the service.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), session_service_client::Error> {
+    /// let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// let client = session_service_client::Client::builder("https://sessions.example.com")
+    ///     .sdk_config(&config)
+    ///     .direct_reads(&aws_sdk_dynamodb::Client::new(&config), "prod-SessionsTable-1A2B3C")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "direct-reads")]
+    pub fn direct_reads(mut self, dynamodb: &aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        self.direct = Some(crate::direct::DirectReads {
+            dynamodb: dynamodb.clone(),
+            table: table.into(),
+            touch_step: crate::direct::DEFAULT_TOUCH_STEP_SECONDS,
+        });
+        self
+    }
+
+    /// The service's `SESSION_TOUCH_STEP_SECONDS` when not its default (60), so that a
+    /// direct read asks for a touch exactly when the service would write one.
+    #[cfg(feature = "direct-reads")]
+    pub fn touch_step(mut self, seconds: u32) -> Self {
+        if let Some(direct) = &mut self.direct {
+            direct.touch_step = seconds;
+        }
+        self
+    }
+
     /// Region and credentials from `config` (`aws_config::load_defaults(...)`).
     ///
     /// ```no_run
@@ -234,6 +274,8 @@ impl ClientBuilder {
                 base,
                 auth,
                 retry: self.retry,
+                #[cfg(feature = "direct-reads")]
+                direct: self.direct,
             }),
         })
     }
@@ -342,6 +384,8 @@ impl Client {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
+            #[cfg(feature = "direct-reads")]
+            direct: None,
         }
     }
 
@@ -387,6 +431,10 @@ impl Client {
     /// # }
     /// ```
     pub async fn get(&self, id: &SessionId) -> Result<Session, Error> {
+        #[cfg(feature = "direct-reads")]
+        if let Some(direct) = &self.inner.direct {
+            return Ok(direct.read(id).await?.session);
+        }
         self.send_for(Call::new(Method::GET, self.url(&["sessions", id.expose()])?))
             .await
     }
@@ -401,6 +449,14 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn get_and_touch(&self, id: &SessionId) -> Result<Session, Error> {
+        #[cfg(feature = "direct-reads")]
+        if let Some(direct) = &self.inner.direct {
+            let read = direct.read(id).await?;
+            return match read.touch_due {
+                true => self.touch(id).await,
+                false => Ok(read.session),
+            };
+        }
         let mut url = self.url(&["sessions", id.expose()])?;
         url.query_pairs_mut().append_pair("touch", "true");
         self.send_for(Call::new(Method::GET, url)).await

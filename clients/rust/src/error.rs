@@ -43,6 +43,21 @@ pub enum Error {
     /// The client was configured wrongly (a URL it cannot use, a region it needs).
     #[error("client configuration: {0}")]
     Config(String),
+    /// A direct read's GetItem failed (after the SDK's own retries): the SDK's error, boxed.
+    #[cfg(feature = "direct-reads")]
+    #[error("could not read the sessions table")]
+    DirectRead(#[source] Box<GetItemFailure>),
+}
+
+/// The SDK's error of a direct read's GetItem.
+#[cfg(feature = "direct-reads")]
+pub type GetItemFailure = aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::get_item::GetItemError>;
+
+#[cfg(feature = "direct-reads")]
+impl From<GetItemFailure> for Error {
+    fn from(failure: GetItemFailure) -> Self {
+        Self::DirectRead(Box::new(failure))
+    }
 }
 
 impl Error {
@@ -105,6 +120,18 @@ impl Problem {
     /// ```
     pub fn kind(&self) -> ProblemKind {
         ProblemKind::from_type(&self.type_uri)
+    }
+
+    /// The problem a 404 answers (as the service words it): no live session has this id.
+    #[cfg(feature = "direct-reads")]
+    pub(crate) fn not_found() -> Self {
+        Self {
+            type_uri: format!("{}not-found", ProblemKind::PREFIX),
+            title: "Not found".to_owned(),
+            status: 404,
+            detail: "no live session has this id".to_owned(),
+            retry_after: None,
+        }
     }
 
     /// The problem a 412 answers when the session is at version `current`, not the one

@@ -27,6 +27,8 @@
 #![warn(missing_docs)]
 
 mod client;
+#[cfg(feature = "direct-reads")]
+mod direct;
 mod error;
 mod model;
 mod retry;
@@ -34,6 +36,10 @@ mod settle;
 pub mod signing;
 
 pub use client::{Client, ClientBuilder};
+#[cfg(feature = "direct-reads")]
+pub use direct::DEFAULT_TOUCH_STEP_SECONDS;
+#[cfg(feature = "direct-reads")]
+pub use error::GetItemFailure;
 pub use error::{Error, Problem, ProblemKind};
 pub use model::{
     Data, Device, IssuedSession, NewSession, Precondition, Replacement, Rotation, Session, SessionId, SessionPage,
