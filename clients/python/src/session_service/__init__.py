@@ -10,10 +10,12 @@
 
 from ._core import RetryPolicy
 from .client import AsyncClient, Client
+from .direct import DirectReader
 from .errors import (
     BadRequest,
     ConfigurationError,
     Conflict,
+    DirectReadError,
     Forbidden,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
@@ -44,6 +46,8 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "Device",
+    "DirectReadError",
+    "DirectReader",
     "Forbidden",
     "IdempotencyKeyInFlight",
     "IdempotencyKeyReused",

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
-from . import _core
+from . import _core, direct
 from ._core import Call, RetryPolicy
+from .direct import DirectReader
 from .errors import NotFound
 from .models import Device, IssuedSession, Session, SessionPage, SessionSummary
 from .signing import SigningConfig, default_credentials, sign, signing_for_url
@@ -33,6 +34,10 @@ class _Base:
         signing_service: str | Literal[False] | None,
         credentials: Any,
         retry: RetryPolicy | None,
+        sessions_table: str | None,
+        dynamodb_client: Any,
+        timeout: float,
+        touch_step: int,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
@@ -44,11 +49,33 @@ class _Base:
         if self.signing is not None and self._credentials is None:
             self._credentials = default_credentials()
         self.retry = retry or RetryPolicy()
+        #: The direct reader ``get`` uses, when direct reads are on (``sessions_table``).
+        self.direct: DirectReader | None = None
+        #: The service's ``SESSION_TOUCH_STEP_SECONDS``: a direct page view touches when due by it.
+        self.touch_step = touch_step
+        if sessions_table:
+            self.direct = DirectReader(
+                sessions_table,
+                dynamodb_client=dynamodb_client,
+                region=region or (self.signing.region if self.signing else None),
+                timeout=timeout,
+            )
         _core.install_log_redaction()
 
     def __repr__(self) -> str:
         signing = f"{self.signing.service}@{self.signing.region}" if self.signing else "unsigned"
-        return f"{type(self).__name__}({self.base_url!r}, {signing})"
+        reads = f", sessions_table={self.direct.table_name!r}" if self.direct else ""
+        return f"{type(self).__name__}({self.base_url!r}, {signing}{reads})"
+
+    def _page_view(self, session: Session | None, touch: bool, now: int) -> Session | None:
+        """What a direct read of ``get`` answers: the session read, or None when the
+        touch asked for is due (the caller sends it: the service's answer is the result).
+        Raises :class:`NotFound` for no session, as the service's 404."""
+        if session is None:
+            raise direct.not_found()
+        if touch and direct.touch_is_due(session, now, step=self.touch_step):
+            return None
+        return session
 
     def _prepare(self, call: Call[Any]) -> tuple[str, dict[str, str], bytes]:
         url = call.url(self.base_url)
@@ -67,6 +94,17 @@ class Client(_Base):
     URL calls for (see :mod:`session_service.signing`); ``signing_service``,
     ``region`` and ``credentials`` (botocore credentials) override that.
     ``retry`` bounds the retries; ``transport`` is httpx's (for tests).
+
+    ``sessions_table`` (the stack's ``SessionsTableName`` output; None, the default,
+    turns this off) makes :meth:`get` a direct read: one strongly consistent DynamoDB
+    ``GetItem`` of the session's item, opened locally (:mod:`session_service.direct`),
+    instead of ``GET /sessions/{id}``; every other method still calls the service. It
+    needs ``dynamodb:GetItem`` on that table (the stack's ``DirectReads`` parameter).
+    The DynamoDB client is ``dynamodb_client`` (a botocore client) or one botocore
+    makes: its credential chain, ``region`` or the URL's or the environment's, and the
+    endpoint in ``AWS_ENDPOINT_URL_DYNAMODB`` when set. ``touch_step`` is the service's
+    ``SESSION_TOUCH_STEP_SECONDS`` (60 unless its operator changed it), so that a page
+    view touches exactly when the service would write the touch.
     """
 
     def __init__(
@@ -79,9 +117,20 @@ class Client(_Base):
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        sessions_table: str | None = None,
+        dynamodb_client: Any = None,
+        touch_step: int = direct.DEFAULT_TOUCH_STEP,
     ) -> None:
         super().__init__(
-            base_url, region=region, signing_service=signing_service, credentials=credentials, retry=retry
+            base_url,
+            region=region,
+            signing_service=signing_service,
+            credentials=credentials,
+            retry=retry,
+            sessions_table=sessions_table,
+            dynamodb_client=dynamodb_client,
+            timeout=timeout,
+            touch_step=touch_step,
         )
         self._http = httpx.Client(timeout=timeout, transport=transport)
 
@@ -132,8 +181,20 @@ class Client(_Base):
         )
 
     def get(self, session_id: str, *, touch: bool = False) -> Session:
-        """``GET /sessions/{id}`` (``touch=True``: also slide the idle expiry when due)."""
-        return self._execute(_core.op_get(session_id, touch))
+        """``GET /sessions/{id}`` (``touch=True``: also slide the idle expiry when due).
+
+        With direct reads (``sessions_table``): one ``GetItem`` instead, and
+        :class:`NotFound` where the service would answer 404 (a document that does not
+        open, which the service answers with a 500, is no session too). With
+        ``touch=True`` the service's ``POST /sessions/{id}/touch`` follows only when a
+        touch is due (:func:`session_service.direct.touch_is_due`), and its answer is the
+        result (its :class:`NotFound` too): most page views make no HTTP request."""
+        if self.direct is None:
+            return self._execute(_core.op_get(session_id, touch))
+        _core.segment(session_id, "id")  # the HTTP path's ValueError for what is no id at all
+        now = direct.unix_now()
+        session = self._page_view(self.direct.read(session_id, now), touch, now)
+        return session if session is not None else self.touch(session_id)
 
     def replace(
         self,
@@ -218,7 +279,9 @@ class Client(_Base):
 class AsyncClient(_Base):
     """The asyncio client: the same methods as :class:`Client`, as coroutines.
 
-    Use one per event loop (httpx's connection pool is bound to its loop).
+    Use one per event loop (httpx's connection pool is bound to its loop). With
+    ``sessions_table`` (see :class:`Client`), :meth:`get` reads DynamoDB in a thread;
+    one botocore client (``dynamodb_client``) may serve every loop.
     """
 
     def __init__(
@@ -231,9 +294,20 @@ class AsyncClient(_Base):
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        sessions_table: str | None = None,
+        dynamodb_client: Any = None,
+        touch_step: int = direct.DEFAULT_TOUCH_STEP,
     ) -> None:
         super().__init__(
-            base_url, region=region, signing_service=signing_service, credentials=credentials, retry=retry
+            base_url,
+            region=region,
+            signing_service=signing_service,
+            credentials=credentials,
+            retry=retry,
+            sessions_table=sessions_table,
+            dynamodb_client=dynamodb_client,
+            timeout=timeout,
+            touch_step=touch_step,
         )
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
 
@@ -283,8 +357,14 @@ class AsyncClient(_Base):
         )
 
     async def get(self, session_id: str, *, touch: bool = False) -> Session:
-        """``GET /sessions/{id}`` (see :meth:`Client.get`)."""
-        return await self._execute(_core.op_get(session_id, touch))
+        """``GET /sessions/{id}`` (see :meth:`Client.get`; with direct reads, the ``GetItem``
+        runs in a thread, ``asyncio.to_thread``)."""
+        if self.direct is None:
+            return await self._execute(_core.op_get(session_id, touch))
+        _core.segment(session_id, "id")  # the HTTP path's ValueError for what is no id at all
+        now = direct.unix_now()
+        session = self._page_view(await asyncio.to_thread(self.direct.read, session_id, now), touch, now)
+        return session if session is not None else await self.touch(session_id)
 
     async def replace(
         self,

@@ -31,9 +31,23 @@ Settings (all but the URL optional):
 ``SESSION_SERVICE_SUBJECT_PREFIX``
     Put before the user's primary key to make the session's owner (default
     ``""``), for services shared by several user databases.
+``SESSION_SERVICE_SESSIONS_TABLE``
+    The sessions table's name (the stack's ``SessionsTableName`` output) to read
+    sessions from directly (default None: off). ``load``, ``exists`` and their async
+    forms then read the session with one strongly consistent DynamoDB ``GetItem``,
+    opened locally (:mod:`session_service.direct`), instead of ``GET /sessions/{id}``,
+    and a load touches (``POST /sessions/{id}/touch``) only when a touch is due; every
+    write still goes through the service. The backend's role needs
+    ``dynamodb:GetItem`` on the table (the stack's ``DirectReads`` parameter). The
+    region is the URL's or ``SESSION_SERVICE_REGION``; botocore's usual credential
+    chain and ``AWS_ENDPOINT_URL_DYNAMODB`` apply. One botocore client serves the
+    process.
+``SESSION_SERVICE_TOUCH_STEP``
+    The service's ``SESSION_TOUCH_STEP_SECONDS`` (default 60), for direct reads: a
+    load touches when the service would write the touch.
 
 The mapping of Django's contract: ``load`` is ``GET /sessions/{id}``
-(``?touch=true``), a missing session loads as empty and drops the key;
+(``?touch=true``; or a direct read, above), a missing session loads as empty and drops the key;
 ``create`` is ``POST /sessions`` (the service makes the key);
 ``save`` stores only what the request changed (below), and a session deleted
 meanwhile raises ``UpdateError`` (never resurrected); an expiry age of 0 or less
@@ -90,6 +104,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.crypto import get_random_string
 
 from .client import AsyncClient, Client
+from .direct import DEFAULT_TOUCH_STEP
 from .errors import NotFound, PreconditionFailed, SessionServiceError
 from .models import IssuedSession, Session, SessionSummary
 
@@ -214,7 +229,7 @@ class _Snapshot:
     cache: dict[str, Any]
 
 
-def _config() -> tuple[str, str | None, Any, float]:
+def _config() -> tuple[str, str | None, Any, float, str | None, int]:
     url = getattr(settings, "SESSION_SERVICE_URL", None)
     if not url:
         raise ImproperlyConfigured("SESSION_SERVICE_URL must be set to use session_service.django")
@@ -223,29 +238,45 @@ def _config() -> tuple[str, str | None, Any, float]:
         getattr(settings, "SESSION_SERVICE_REGION", None),
         getattr(settings, "SESSION_SERVICE_SIGNING_SERVICE", None),
         float(getattr(settings, "SESSION_SERVICE_TIMEOUT", DEFAULT_TIMEOUT)),
+        getattr(settings, "SESSION_SERVICE_SESSIONS_TABLE", None) or None,
+        int(getattr(settings, "SESSION_SERVICE_TOUCH_STEP", DEFAULT_TOUCH_STEP)),
     )
 
 
 def get_client() -> Client:
-    """The process's :class:`Client` for the configured service (made once per configuration)."""
+    """The process's :class:`Client` for the configured service (made once per configuration);
+    with ``SESSION_SERVICE_SESSIONS_TABLE``, its ``get`` reads directly."""
     config = _config()
     with _lock:
         client = _clients.get(config)
         if client is None:
-            url, region, service, timeout = config
-            client = _clients[config] = Client(url, region=region, signing_service=service, timeout=timeout)
+            url, region, service, timeout, table, step = config
+            client = _clients[config] = Client(
+                url, region=region, signing_service=service, timeout=timeout, sessions_table=table, touch_step=step
+            )
         return client
 
 
 def get_async_client() -> AsyncClient:
-    """The running event loop's :class:`AsyncClient` for the configured service."""
+    """The running event loop's :class:`AsyncClient` for the configured service; with
+    ``SESSION_SERVICE_SESSIONS_TABLE``, its ``get`` reads directly through the process's
+    botocore client (:func:`get_client`'s)."""
     config = _config()
     loop = asyncio.get_running_loop()
     per_loop = _async_clients.setdefault(loop, {})
     client = per_loop.get(config)
     if client is None:
-        url, region, service, timeout = config
-        client = per_loop[config] = AsyncClient(url, region=region, signing_service=service, timeout=timeout)
+        url, region, service, timeout, table, step = config
+        reader = get_client().direct
+        client = per_loop[config] = AsyncClient(
+            url,
+            region=region,
+            signing_service=service,
+            timeout=timeout,
+            sessions_table=table,
+            dynamodb_client=reader.dynamodb if reader else None,
+            touch_step=step,
+        )
     return client
 
 
@@ -498,7 +529,9 @@ class SessionStore(SessionBase):
     # --- the contract ----------------------------------------------------------------
 
     def load(self) -> dict[str, Any]:
-        """``GET /sessions/{id}?touch=true``; a missing session loads as {} and drops the key."""
+        """``GET /sessions/{id}?touch=true`` (with ``SESSION_SERVICE_SESSIONS_TABLE``: a direct
+        read, and the service's touch only when due); a missing session loads as {} and
+        drops the key."""
         key = self.session_key
         if key is None or not _SESSION_ID.match(key):
             return self._missing()
@@ -520,7 +553,7 @@ class SessionStore(SessionBase):
         return self._loaded(key, session)
 
     def exists(self, session_key: str | None) -> bool:
-        """Whether a live session has this key (``GET``, not touching it)."""
+        """Whether a live session has this key (``GET``, or a direct read; not touching it)."""
         if not session_key or not _SESSION_ID.match(session_key):
             return False
         try:

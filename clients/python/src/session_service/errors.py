@@ -26,6 +26,11 @@ class TransportError(SessionServiceError):
     (a PUT or PATCH with ``If-Match`` naming a version reads the session before each one)."""
 
 
+class DirectReadError(SessionServiceError):
+    """A direct read's ``GetItem`` on the sessions table failed, after botocore's retries
+    (access denied, throttled, no answer); botocore's error is its ``__cause__``."""
+
+
 class ProblemError(SessionServiceError):
     """The service answered with a problem (an HTTP status of 400 or more).
 

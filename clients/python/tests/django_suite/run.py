@@ -11,6 +11,11 @@ against the service at ``$SESSION_SERVICE_URL``. A few tests are skipped, each
 with its reason (``SKIPS`` in service_tests.py). Exits non-zero on any failure
 or error, or when the service is not there.
 
+When ``$SESSION_SERVICE_SESSIONS_TABLE`` names the service's sessions table, the
+same tests then run a second time, in a process of their own (Django's settings
+are configured once per process), with ``SESSION_SERVICE_SESSIONS_TABLE`` set:
+the engine's loads read the table directly (``--direct-reads`` runs only that pass).
+
     SESSION_SERVICE_URL=http://127.0.0.1:9000/lambda-url/api python tests/django_suite/run.py
 """
 
@@ -104,6 +109,19 @@ def fetch_sessions_tests(version: str) -> Path:
 
 
 def main() -> int:
+    direct_reads = "--direct-reads" in sys.argv[1:]
+    table = os.environ.get("SESSION_SERVICE_SESSIONS_TABLE", "")
+    if direct_reads and not table:
+        print("--direct-reads: SESSION_SERVICE_SESSIONS_TABLE is not set", file=sys.stderr)
+        return 3
+    status = run_suite(table if direct_reads else None)
+    if not direct_reads and table:
+        status = subprocess.run([sys.executable, __file__, "--direct-reads"], check=False).returncode or status
+    return status
+
+
+def run_suite(sessions_table: str | None) -> int:
+    """Django's session tests on the engine (with direct reads from ``sessions_table``, when given)."""
     url = os.environ.get("SESSION_SERVICE_URL", "").rstrip("/")
     if not url:
         print("SESSION_SERVICE_URL is not set: Django's session tests need a running session service", file=sys.stderr)
@@ -136,6 +154,7 @@ def main() -> int:
         MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
         SESSION_ENGINE="session_service.django",
         SESSION_SERVICE_URL=url,
+        SESSION_SERVICE_SESSIONS_TABLE=sessions_table,
         # Owners of their own, so runs sharing a service never revoke each other's sessions.
         SESSION_SERVICE_SUBJECT_PREFIX=f"django-suite-{uuid.uuid4().hex[:12]}:",
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
@@ -152,7 +171,8 @@ def main() -> int:
             CountingRunner.result = super().run_suite(suite, **kwargs)
             return CountingRunner.result
 
-    print(f"Django {django.__version__}'s tests/sessions_tests against {url}")
+    how = f"reading sessions from table {sessions_table!r}" if sessions_table else "reading through the API"
+    print(f"Django {django.__version__}'s tests/sessions_tests against {url}, {how}")
     runner = CountingRunner(verbosity=int(os.environ.get("DJANGO_SUITE_VERBOSITY", "1")), interactive=False)
     failures = runner.run_tests(["service_tests"])
     result = CountingRunner.result
@@ -163,7 +183,8 @@ def main() -> int:
     passed = result.testsRun - skipped - failed - len(result.expectedFailures)
     for test, reason in result.skipped:
         print(f"skipped {test.id().rsplit('.', 1)[-1]}: {reason}")
-    print(f"django: {passed} passed, {failed} failed, {skipped} skipped")
+    label = "django (direct reads)" if sessions_table else "django"
+    print(f"{label}: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failures or failed or result.testsRun == 0 else 0
 
 
