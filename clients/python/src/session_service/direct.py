@@ -51,22 +51,6 @@ logger = logging.getLogger(__name__)
 #: last activity is this old, or the session would expire within it.
 DEFAULT_TOUCH_STEP = 60
 
-#: The attributes a read uses (docs/sealed-format.md), each through an expression
-#: attribute name: ``family`` is a reserved word, and the others may become one.
-_ATTRIBUTES = (
-    "family",
-    "doc",
-    "subject",
-    "device",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "absolute_expires_at",
-    "idle_timeout",
-    "version",
-)
-_NAMES = {f"#{name}": name for name in _ATTRIBUTES}
-_PROJECTION = ", ".join(_NAMES)
 #: A family stored before families were handles: 16 bytes in hex, read zero-padded to 64.
 _OLD_FAMILY_LENGTH = 32
 _ROUTE = "GET /sessions/{id}"
@@ -171,14 +155,15 @@ class DirectReader:
         return None if data is None else _session(item, data)
 
     def _get_item(self, key: str) -> dict[str, Any] | None:
-        """The item whose ``handle`` is ``key`` (the attributes a read uses), or None."""
+        """The item whose ``handle`` is ``key``, or None. The whole item: the attributes a
+        read leaves (the expiry index's, the write token) are a few dozen bytes, and a
+        projection cost DynamoDB Local a third of a millisecond (BENCHMARKS.md, "A Django
+        page view")."""
         try:
             answer = self.dynamodb.get_item(
                 TableName=self.table_name,
                 Key={"handle": {"S": key}},
                 ConsistentRead=True,
-                ProjectionExpression=_PROJECTION,
-                ExpressionAttributeNames=_NAMES,
             )
         except (BotoCoreError, ClientError) as error:
             raise DirectReadError(f"GetItem on the sessions table failed: {type(error).__name__}: {error}") from error
