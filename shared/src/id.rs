@@ -140,6 +140,24 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
+    fn a_family_reads_as_a_handle_and_an_old_32_digit_one_zero_padded() {
+        let family = Handle::random().unwrap();
+        assert_eq!(Handle::of_family(family.as_str()), Some(family));
+        let old = "0123456789abcdef0123456789abcdef";
+        let read = Handle::of_family(old).unwrap();
+        assert_eq!(read.as_str(), format!("{}{old}", "0".repeat(32)));
+        for bad in [
+            "",
+            "0123",
+            &old.to_uppercase(),
+            &format!("{old}{old}0"),
+            &"g".repeat(64),
+        ] {
+            assert_eq!(Handle::of_family(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn generated_ids_are_43_url_safe_characters_and_parse_back() {
         let id = SessionId::generate().unwrap();
         assert_eq!(id.as_str().len(), ID_LEN);
